@@ -4,10 +4,10 @@
 //! decoded, `PGRST303` for claims that are invalid) and the exact v14 message, so the REST gateway
 //! and the realtime server can report them faithfully.
 
-use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,14 +93,26 @@ pub fn sign_role(role: &str, ttl_secs: i64, extra: Claims, secret: &str) -> Stri
     sign(&claims, secret)
 }
 
-/// The anon key of a stack with this secret (valid for ten years, like Supabase's demo keys).
-pub fn anon_key(secret: &str) -> String {
-    sign_role("anon", 10 * 365 * 24 * 3600, Claims::new(), secret)
+/// Expiry of the API keys: the same fixed instant as Supabase's local demo keys (2032-11-12), so
+/// the keys of a stack are the same at every start.
+pub const API_KEY_EXP: i64 = 1_983_812_996;
+
+fn api_key(role: &str, secret: &str) -> String {
+    let mut claims = Claims::new();
+    claims.insert("iss".into(), json!("supabase-demo"));
+    claims.insert("role".into(), json!(role));
+    claims.insert("exp".into(), json!(API_KEY_EXP));
+    sign(&claims, secret)
 }
 
-/// The service-role key of a stack with this secret.
+/// The anon key of a stack with this secret (stable: no `iat`, fixed `exp`).
+pub fn anon_key(secret: &str) -> String {
+    api_key("anon", secret)
+}
+
+/// The service-role key of a stack with this secret (stable: no `iat`, fixed `exp`).
 pub fn service_role_key(secret: &str) -> String {
-    sign_role("service_role", 10 * 365 * 24 * 3600, Claims::new(), secret)
+    api_key("service_role", secret)
 }
 
 /// A user's access token as Supabase Auth would issue it.
@@ -123,7 +135,9 @@ pub fn user_token(
 /// Verifies an HS256 token and its time claims (with PostgREST's 30 s skew).
 pub fn verify(token: &str, secret: &str) -> Result<Claims, JwtError> {
     if token.is_empty() {
-        return Err(JwtError::decode("Empty JWT is sent in Authorization header"));
+        return Err(JwtError::decode(
+            "Empty JWT is sent in Authorization header",
+        ));
     }
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
