@@ -1,14 +1,7 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! `livechat`: a typed Rust client for the live-chat module (`mod_chat_*` tables) of a
+//! multi-tenant CMS platform built on Supabase.
+//!
+//! It reads and writes the chat tables through PostgREST and joins Supabase Realtime channels,
+//! so a Rust service can do what the platform's TypeScript dashboard does, against the same
+//! database. The sibling crate `livechat-stack` provides a Docker-free local Supabase-compatible
+//! stack to try and test it on.
