@@ -201,8 +201,8 @@ impl Cluster {
         }
         let conf = format!(
             "\n# livechat-stack\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             wal_level = logical\nmax_replication_slots = 200\nmax_wal_senders = 20\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             wal_level = logical\nmax_replication_slots = 200\nmax_wal_senders = 100\n\
+             fsync = off\nfull_page_writes = off\nwal_writer_delay = 10ms\n\
              max_connections = 500\nshared_buffers = 128MB\nlog_min_messages = warning\n\
              log_min_error_statement = panic\ntimezone = 'UTC'\n\
              include_if_exists = 'port.conf'\n",
