@@ -472,6 +472,16 @@ where
     )
     .await
     .map_err(pg)?;
+    for (name, value) in &p.tx_settings {
+        let pair = [TextParam(Some(name.clone())), TextParam(Some(value.clone()))];
+        let typed: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = pair
+            .iter()
+            .map(|s| (s as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))
+            .collect();
+        tx.query_typed("select set_config($1, $2, true)", &typed)
+            .await
+            .map_err(pg)?;
+    }
     let typed: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = p
         .params
         .params

@@ -122,9 +122,29 @@ pub struct Function {
     pub retrel: Option<String>,
     /// `i`, `s` or `v`.
     pub volatility: String,
+    /// The function's `SET` clauses (`proconfig`, `name=value`).
+    #[serde(default)]
+    pub config: Vec<String>,
 }
 
+/// Function settings PostgREST applies to the whole transaction (`db-hoisted-tx-settings`).
+pub const HOISTED_SETTINGS: [&str; 3] = [
+    "statement_timeout",
+    "plan_filter.statement_cost_limit",
+    "default_transaction_isolation",
+];
+
 impl Function {
+    /// The function's settings that PostgREST hoists to the transaction, as (name, value).
+    pub fn hoisted_settings(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .filter_map(|c| c.split_once('='))
+            .filter(|(k, _)| HOISTED_SETTINGS.contains(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// Input arguments (IN, INOUT, VARIADIC).
     pub fn in_args(&self) -> Vec<&FuncArg> {
         self.args
@@ -360,7 +380,8 @@ select json_build_object(
      'retset', p.proretset,
      'retschema', rn.nspname,
      'retrel', rc.relname,
-     'volatility', p.provolatile
+     'volatility', p.provolatile,
+     'config', coalesce(p.proconfig, '{}')
    ) order by p.proname, p.oid)
    from pg_proc p
    join pg_namespace n on n.oid = p.pronamespace

@@ -56,6 +56,9 @@ pub struct Prepared {
     pub read_only: bool,
     /// Response kind.
     pub kind: Kind,
+    /// Settings applied to the transaction before the main statement (a called function's
+    /// hoisted settings, e.g. `statement_timeout`).
+    pub tx_settings: Vec<(String, String)>,
 }
 
 const OUTER_TAIL: &str = "nullif(current_setting('response.headers', true), '') AS response_headers, nullif(current_setting('response.status', true), '') AS response_status";
@@ -164,6 +167,7 @@ pub fn read(
         params: sql,
         read_only: true,
         kind: Kind::Read { offset },
+        tx_settings: Vec::new(),
     })
 }
 
@@ -469,6 +473,7 @@ pub fn insert(
             pk: table.pk.clone(),
             put: false,
         },
+        tx_settings: Vec::new(),
     })
 }
 
@@ -528,6 +533,7 @@ pub fn update(
         params: sql,
         read_only: false,
         kind: Kind::Update,
+        tx_settings: Vec::new(),
     })
 }
 
@@ -561,6 +567,7 @@ pub fn delete(
         params: sql,
         read_only: false,
         kind: Kind::Delete,
+        tx_settings: Vec::new(),
     })
 }
 
@@ -930,5 +937,6 @@ pub fn call(
             offset: if func.retset { offset } else { 0 },
             void,
         },
+        tx_settings: func.hoisted_settings(),
     })
 }
