@@ -39,6 +39,8 @@ impl Backoff {
     /// A backoff from `min` to `max` (swapped if given in the wrong order), doubling, with the
     /// default 30 % jitter.
     pub fn new(min: Duration, max: Duration) -> Self {
+        let cap = super::options::MAX_DURATION;
+        let (min, max) = (min.min(cap), max.min(cap));
         Backoff {
             min: min.min(max),
             max: max.max(min),

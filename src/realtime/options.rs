@@ -24,6 +24,13 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 pub type TransportConnector =
     Arc<dyn Fn(Url) -> BoxFuture<'static, std::io::Result<Box<dyn Transport>>> + Send + Sync>;
 
+/// Durations are capped at a year, so that deadline arithmetic can never overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn capped(d: Duration) -> Duration {
+    d.min(MAX_DURATION)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum WhenEmpty {
     AfterTwoHeartbeats,
@@ -153,14 +160,14 @@ impl RealtimeOptions {
 
     /// How often to send a heartbeat (default 25 s; the server closes sockets idle for 60 s).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.heartbeat_interval = interval.max(Duration::from_millis(10));
+        self.heartbeat_interval = capped(interval.max(Duration::from_millis(10)));
         self
     }
 
     /// How long a heartbeat reply may take before the connection is declared dead and
     /// replaced (default 10 s).
     pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
-        self.heartbeat_timeout = timeout.max(Duration::from_millis(10));
+        self.heartbeat_timeout = capped(timeout.max(Duration::from_millis(10)));
         self
     }
 
@@ -180,27 +187,27 @@ impl RealtimeOptions {
     /// How long to wait for a reply to a join, leave or push, and for a frame to be written
     /// (default 10 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = capped(timeout);
         self
     }
 
     /// How long one connection attempt (TCP, TLS, WebSocket upgrade) may take (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = capped(timeout);
         self
     }
 
     /// How long the access-token callback may take; after that the previous token is used
     /// (default 5 s).
     pub fn token_timeout(mut self, timeout: Duration) -> Self {
-        self.token_timeout = timeout;
+        self.token_timeout = capped(timeout);
         self
     }
 
     /// How long to wait, after a successful join, for the server's "Subscribed to PostgreSQL"
     /// when postgres_changes were asked for; after that the channel rejoins (default 20 s).
     pub fn postgres_timeout(mut self, timeout: Duration) -> Self {
-        self.postgres_timeout = timeout;
+        self.postgres_timeout = capped(timeout);
         self
     }
 
@@ -208,7 +215,7 @@ impl RealtimeOptions {
     /// Default: twice the heartbeat interval, as realtime-js.
     pub fn disconnect_when_empty(mut self, after: Option<Duration>) -> Self {
         self.when_empty = match after {
-            Some(d) => WhenEmpty::After(d),
+            Some(d) => WhenEmpty::After(capped(d)),
             None => WhenEmpty::Never,
         };
         self
@@ -366,6 +373,17 @@ mod tests {
             e.websocket.as_str(),
             "ws://h/realtime/v1/websocket?apikey=k&vsn=1.0.0&log_level=info"
         );
+    }
+
+    #[test]
+    fn absurd_durations_are_capped() {
+        let o = RealtimeOptions::new("http://h", "k")
+            .timeout(Duration::MAX)
+            .heartbeat_interval(Duration::MAX)
+            .disconnect_when_empty(Some(Duration::MAX));
+        assert_eq!(o.timeout, MAX_DURATION);
+        let _ = tokio::time::Instant::now() + o.timeout * 4 + o.heartbeat_interval * 2;
+        assert_eq!(o.empty_disconnect_delay(), Some(MAX_DURATION));
     }
 
     #[test]
