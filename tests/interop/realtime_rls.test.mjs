@@ -1,0 +1,135 @@
+// Row-level security of postgres_changes, with realtime-js (through supabase-js) speaking vsn
+// 2.0.0 (its default) and 1.0.0: a dashboard user of agency B subscribes with the original hooks'
+// channels to agency A's site and conversation, and must receive no INSERT/UPDATE of them, while
+// a user of agency A (control) receives them all. Negatives are proven by a later positive event
+// on the same socket (B's own site), never by a sleep. Expected behaviour: Supabase Realtime
+// (shared/spec/realtime.md §6.4, §6.6: RLS is applied to INSERT/UPDATE; DELETE is not RLS-checked
+// and carries only the primary key on RLS tables).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { closeAll, uniq } from './lib/env.mjs';
+import { createTenant, insertConversation, insertVisitor } from './lib/fixtures.mjs';
+import { VSNS, closeClient, closeRealtime, openChat, openConversations, rtUser } from './lib/realtime.mjs';
+
+let tA; // agency A: site A, user alice
+let tB; // agency B: site B, user eve
+let visitorA;
+let visitorB;
+
+before(async () => {
+  tA = await createTenant({ sites: 1, label: 'rt-rls A' });
+  tB = await createTenant({ sites: 1, label: 'rt-rls B' });
+  visitorA = await insertVisitor(tA.siteId, { name: 'Visitor A' });
+  visitorB = await insertVisitor(tB.siteId, { name: 'Visitor B' });
+});
+after(async () => {
+  await closeRealtime();
+  await tA?.drop();
+  await tB?.drop();
+  await closeAll();
+});
+
+const noError = (res) => assert.equal(res.error, null, `unexpected error: ${JSON.stringify(res.error)}`);
+
+for (const vsn of VSNS) {
+  describe(`RLS on postgres_changes with vsn ${vsn}`, () => {
+    let alice; // agency A member: writer of A's rows and control listener
+    let bob; // agency B member: writer of B's rows
+    let eve; // agency B member listening to A's channels
+    let convA; // an existing conversation of site A
+    let eveSiteA;
+    let eveChatA;
+    let eveSiteB;
+    let aliceSiteA;
+    let aliceChatA;
+
+    before(async () => {
+      convA = await insertConversation(tA.siteId, visitorA, { status: 'active' });
+      alice = await rtUser(tA.userId, vsn);
+      bob = await rtUser(tB.userId, vsn);
+      eve = await rtUser(tB.userId, vsn);
+      eveSiteA = openConversations(eve, tA.siteId);
+      eveChatA = openChat(eve, convA);
+      eveSiteB = openConversations(eve, tB.siteId);
+      aliceSiteA = openConversations(alice, tA.siteId);
+      aliceChatA = openChat(alice, convA);
+      await Promise.all([eveSiteA.ready, eveChatA.ready, eveSiteB.ready, aliceSiteA.ready, aliceChatA.ready]);
+    });
+    after(async () => {
+      for (const c of [alice, bob, eve]) if (c) await closeClient(c);
+    });
+
+    test("agency B's user joins A's channels, but receives no INSERT/UPDATE of A's conversations or messages", async () => {
+      // Agency A's activity, through REST as alice.
+      const conv = await alice
+        .from('mod_chat_conversations')
+        .insert({ site_id: tA.siteId, visitor_id: visitorA, status: 'pending' })
+        .select()
+        .single();
+      noError(conv);
+      noError(await alice.from('mod_chat_conversations').update({ status: 'active' }).eq('id', conv.data.id));
+      const msg = await alice
+        .from('mod_chat_messages')
+        .insert({ conversation_id: convA, site_id: tA.siteId, sender_type: 'agent', content: `secret ${uniq()}` })
+        .select()
+        .single();
+      noError(msg);
+      noError(await alice.from('mod_chat_messages').update({ status: 'read' }).eq('id', msg.data.id));
+
+      // Control: agency A's own user got all of it.
+      await aliceSiteA.inserts.wait((p) => p.new?.id === conv.data.id, { what: 'control: INSERT of the conversation' });
+      await aliceSiteA.updates.wait((p) => p.new?.id === conv.data.id && p.new.status === 'active', {
+        what: 'control: UPDATE of the conversation',
+      });
+      await aliceSiteA.updates.wait((p) => p.new?.id === convA && p.new.last_message_text === msg.data.content, {
+        what: 'control: UPDATE of conversation A by the message trigger',
+      });
+      await aliceChatA.inserts.wait((p) => p.new?.id === msg.data.id, { what: 'control: INSERT of the message' });
+      await aliceChatA.updates.wait((p) => p.new?.id === msg.data.id, { what: 'control: UPDATE of the message' });
+
+      // Later, agency B's own activity on site B (bob through REST): eve receives it...
+      const own = await bob
+        .from('mod_chat_conversations')
+        .insert({ site_id: tB.siteId, visitor_id: visitorB, status: 'pending' })
+        .select()
+        .single();
+      noError(own);
+      const ev = await eveSiteB.inserts.wait((p) => p.new?.id === own.data.id, { what: "eve's own site INSERT" });
+      assert.deepEqual(ev.new, own.data);
+
+      // ...and, since A's changes were committed (and decoded) before it, nothing of A reached eve.
+      assert.deepEqual(eveSiteA.all.items, [], "agency A's conversation changes reached agency B's user");
+      assert.deepEqual(eveChatA.inserts.items, [], "agency A's message INSERT reached agency B's user");
+      assert.deepEqual(eveChatA.updates.items, [], "agency A's message UPDATE reached agency B's user");
+      // eve's site B channel only ever carried site B rows.
+      for (const p of eveSiteB.all.items) assert.equal(p.new.site_id, tB.siteId);
+    });
+
+    test("typing broadcasts are not RLS-protected: public channels relay them to anyone who joined (Supabase behaviour)", async () => {
+      await aliceChatA.sendTypingStart(tA.userId, 'Alice');
+      const got = await eveChatA.typingStart.wait((p) => p.payload?.senderId === tA.userId, {
+        what: 'typing_start on the public channel chat:<convA>',
+      });
+      assert.deepEqual(got.payload, { senderId: tA.userId, senderName: 'Alice' });
+    });
+
+    test("DELETE of A's conversation reaches B's subscriber with only the primary key (DELETE is not RLS-checked)", async () => {
+      const conv = await alice
+        .from('mod_chat_conversations')
+        .insert({ site_id: tA.siteId, visitor_id: visitorA, status: 'pending' })
+        .select()
+        .single();
+      noError(conv);
+      noError(await alice.from('mod_chat_conversations').delete().eq('id', conv.data.id));
+      const control = await aliceSiteA.deletes.wait((p) => p.old?.id === conv.data.id, { what: 'control: DELETE' });
+      assert.deepEqual(control.old, { id: conv.data.id });
+      const ev = await eveSiteA.deletes.wait((p) => p.old?.id === conv.data.id, { what: "DELETE on B's subscriber" });
+      assert.deepEqual(ev.old, { id: conv.data.id }, 'only the primary key, no row data');
+      assert.deepEqual(ev.new, {});
+      // Still no INSERT of it for eve.
+      assert.deepEqual(eveSiteA.inserts.items, []);
+    });
+  });
+}
