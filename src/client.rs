@@ -234,6 +234,79 @@ impl Client {
             .unwrap_or_else(|| self.shared.api_key.clone()))
     }
 
+    /// Options for a realtime client of the same project: the project URL, this client's API
+    /// key, and its access token (the fixed token, or the provider asked before every join
+    /// and heartbeat; when the provider fails the last token it gave is used). Tune them and
+    /// finish with [`build`](crate::realtime::RealtimeOptions::build) or
+    /// [`connect`](crate::realtime::RealtimeOptions::connect).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: livechat::Client) -> Result<(), livechat::realtime::Error> {
+    /// use std::time::Duration;
+    /// let realtime = client
+    ///     .realtime_options()
+    ///     .heartbeat_interval(Duration::from_secs(15))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = realtime;
+    /// # Ok(()) }
+    /// ```
+    pub fn realtime_options(&self) -> crate::realtime::RealtimeOptions {
+        let options =
+            crate::realtime::RealtimeOptions::new(self.shared.url.clone(), &*self.shared.api_key);
+        match &self.auth {
+            Auth::ApiKey => options,
+            Auth::Token(t) => {
+                let t = t.clone();
+                options.access_token(move || {
+                    let t = t.to_string();
+                    async move { Some(t) }
+                })
+            }
+            Auth::Provider(p) => {
+                let p = p.clone();
+                let last: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+                options.access_token(move || {
+                    let p = p.clone();
+                    let last = last.clone();
+                    async move {
+                        match p.access_token().await {
+                            Ok(token) => {
+                                if let Ok(mut l) = last.lock() {
+                                    l.clone_from(&token);
+                                }
+                                token
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "access-token provider failed; realtime keeps the last token");
+                                last.lock().ok().and_then(|l| l.clone())
+                            }
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    /// A realtime client of the same project with this client's API key and access token
+    /// (see [`realtime_options`](Client::realtime_options)), not connected yet: it connects
+    /// on [`connect`](crate::realtime::RealtimeClient::connect) or on the first channel
+    /// subscribe. Must be called inside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: livechat::Client) -> Result<(), livechat::realtime::Error> {
+    /// use livechat::realtime::ChannelConfig;
+    /// let realtime = client.realtime()?;
+    /// let room = realtime.channel("room1", ChannelConfig::new()).await?;
+    /// room.subscribe().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn realtime(
+        &self,
+    ) -> std::result::Result<crate::realtime::RealtimeClient, crate::realtime::Error> {
+        self.realtime_options().build()
+    }
+
     /// The headers every request carries: `apikey` and `Authorization: Bearer …`.
     pub(crate) async fn auth_headers(&self) -> Result<HeaderMap> {
         let bearer = self.bearer_token().await?;
