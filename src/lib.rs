@@ -90,3 +90,4 @@ pub use rest::{Count, Page, Query};
 
 pub mod chat;
 pub mod realtime;
+pub mod visitor_token;

@@ -100,14 +100,26 @@ pub struct Availability {
     pub next_open_at: Option<DateTime<FixedOffset>>,
 }
 
+/// Parses exactly `HH:MM` or `HH:MM:SS` (two ASCII digits each, hours 00–23, minutes and
+/// seconds 00–59; `24:00` / `24:00:00` as an end time when `allow_24`).
 fn parse_time(s: &str, allow_24: bool) -> Option<(NaiveTime, bool)> {
     if allow_24 && (s == "24:00" || s == "24:00:00") {
         return Some((NaiveTime::MIN, true));
     }
-    let t = NaiveTime::parse_from_str(s, "%H:%M")
-        .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M:%S"))
-        .ok()?;
-    Some((t, false))
+    let b = s.as_bytes();
+    let two = |i: usize| -> Option<u32> {
+        let (h, l) = (*b.get(i)?, *b.get(i + 1)?);
+        (h.is_ascii_digit() && l.is_ascii_digit()).then(|| u32::from((h - b'0') * 10 + (l - b'0')))
+    };
+    let (hour, minute, second) = match b.len() {
+        5 if b[2] == b':' => (two(0)?, two(3)?, 0),
+        8 if b[2] == b':' && b[5] == b':' => (two(0)?, two(3)?, two(6)?),
+        _ => return None,
+    };
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some((NaiveTime::from_hms_opt(hour, minute, second)?, false))
 }
 
 /// Parses a time zone name (empty or missing means [`DEFAULT_TIMEZONE`]).
@@ -400,6 +412,15 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, BusinessHoursError::BadDay { ref day, .. } if day == "monday"));
         assert!(BusinessHours::from_json(&json!([1, 2])).is_err());
+        for bad in ["9:00", "09:5", " 09:00", "09:00:60", "24:01", "12h30", "09:00 "] {
+            assert!(
+                BusinessHours::from_json(&json!({
+                    "monday": {"enabled": true, "start": bad, "end": "17:00"}
+                }))
+                .is_err(),
+                "{bad:?} must be refused"
+            );
+        }
         assert_eq!(
             parse_timezone(Some("Mars/Olympus")).unwrap_err(),
             BusinessHoursError::UnknownTimeZone("Mars/Olympus".into())

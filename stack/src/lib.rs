@@ -73,7 +73,7 @@ impl StackOptions {
 ///
 /// Dropping it stops the HTTP server; a stack started with [`Stack::start`] also stops
 /// PostgreSQL and removes its temporary directory; a test stack drops its database.
-#[derive(Debug)]
+/// Its `Debug` output names the URL and database, never the keys or the secret.
 pub struct Stack {
     cluster: Arc<Cluster>,
     owns_cluster: bool,
@@ -82,6 +82,16 @@ pub struct Stack {
     anon_key: String,
     service_role_key: String,
     server: Option<server::Server>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("url", &self.url())
+            .field("db_name", &self.db_name)
+            .field("owns_cluster", &self.owns_cluster)
+            .finish_non_exhaustive()
+    }
 }
 
 static SHARED: tokio::sync::OnceCell<Arc<Cluster>> = tokio::sync::OnceCell::const_new();
