@@ -89,5 +89,6 @@ pub use error::{BoxError, Error, ErrorKind, PostgrestError, Result};
 pub use rest::{Count, Page, Query};
 
 pub mod chat;
+pub mod live;
 pub mod realtime;
 pub mod visitor_token;
