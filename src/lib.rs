@@ -92,3 +92,4 @@ pub mod chat;
 pub mod live;
 pub mod realtime;
 pub mod visitor_token;
+pub mod worker;
