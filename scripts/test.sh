@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing (scripts/setup.sh), then the whole Cargo workspace,
-# which includes the Node interop suite (stack/tests/interop.rs) against the local stack.
+# Runs every test: installs what is missing (scripts/setup.sh), checks formatting, lints and
+# docs, then runs the whole Cargo workspace, which includes the Node interop suite
+# (stack/tests/interop.rs) against the local stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc

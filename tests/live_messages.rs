@@ -456,7 +456,10 @@ async fn a_consumer_that_does_not_read_loses_nothing() {
     .await
     .unwrap_or_else(|_| panic!("only {} of {} messages", got.len(), inserted.len()));
     assert_eq!(got, inserted, "every message once, in insertion order");
-    tracing::info!(lagged, "slow consumer: the realtime subscription overflowed");
+    tracing::info!(
+        lagged,
+        "slow consumer: the realtime subscription overflowed"
+    );
     stack.shutdown().await;
 }
 

@@ -412,7 +412,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, BusinessHoursError::BadDay { ref day, .. } if day == "monday"));
         assert!(BusinessHours::from_json(&json!([1, 2])).is_err());
-        for bad in ["9:00", "09:5", " 09:00", "09:00:60", "24:01", "12h30", "09:00 "] {
+        for bad in [
+            "9:00", "09:5", " 09:00", "09:00:60", "24:01", "12h30", "09:00 ",
+        ] {
             assert!(
                 BusinessHours::from_json(&json!({
                     "monday": {"enabled": true, "start": bad, "end": "17:00"}

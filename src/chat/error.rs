@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn every_key_round_trips_and_unknown_keys_are_none() {
         for e in ChatError::ALL {
-            assert_eq!(ChatError::from_hint(&format!("livechat:{}", e.key())), Some(e));
+            assert_eq!(
+                ChatError::from_hint(&format!("livechat:{}", e.key())),
+                Some(e)
+            );
         }
         assert_eq!(ChatError::from_hint("livechat:nope"), None);
         assert_eq!(ChatError::from_hint("agent_at_capacity"), None);

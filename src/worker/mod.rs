@@ -200,7 +200,7 @@ impl Worker {
     /// A worker acting through `client` (normally with the service-role key: with a user's
     /// token, row-level security limits it to that user's sites).
     ///
-    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a zero sweep
+    /// Fails with `ErrorKind::InvalidInput` for a zero sweep
     /// interval or a batch size outside 1..=[`MAX_BATCH_SIZE`].
     pub fn new(client: Client, config: WorkerConfig) -> Result<Worker> {
         if config.sweep_interval.is_zero() {

@@ -473,7 +473,10 @@ where
     .await
     .map_err(pg)?;
     for (name, value) in &p.tx_settings {
-        let pair = [TextParam(Some(name.clone())), TextParam(Some(value.clone()))];
+        let pair = [
+            TextParam(Some(name.clone())),
+            TextParam(Some(value.clone())),
+        ];
         let typed: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = pair
             .iter()
             .map(|s| (s as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT))

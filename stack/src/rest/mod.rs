@@ -2,7 +2,7 @@
 //!
 //! Each request runs in one transaction on a pooled connection that logged in as
 //! `authenticator`: `set_config` of the role, the JWT claims and the request context, then one
-//! main statement built from the URL (see [`statement`]), then COMMIT or ROLLBACK. Row-level
+//! main statement built from the URL (see the `statement` module), then COMMIT or ROLLBACK. Row-level
 //! security is therefore PostgreSQL's own. The schema cache is reloaded on
 //! `NOTIFY pgrst, 'reload schema'` and, once, before answering that a table, function or
 //! relationship does not exist.
