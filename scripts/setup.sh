@@ -2,7 +2,10 @@
 # Installs what the stack and the tests need on a fresh Debian machine, when missing:
 # PostgreSQL server binaries with the wal2json plugin (apt), and the interop tests' npm packages
 # (from tests/interop/package-lock.json). Idempotent and quiet when everything is there.
+# `--stack-only` installs only what the stack needs (no Node.js packages).
 set -euo pipefail
+stack_only=false
+[ "${1:-}" = "--stack-only" ] && stack_only=true
 cd "$(dirname "$0")/.."
 
 as_root() {
@@ -16,6 +19,10 @@ if ! ls /usr/lib/postgresql/*/lib/wal2json.so >/dev/null 2>&1; then
   ver=${ver:-15}
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     "postgresql-$ver" "postgresql-$ver-wal2json" >/dev/null
+fi
+
+if $stack_only; then
+  exit 0
 fi
 
 if ! command -v node >/dev/null 2>&1; then

@@ -3,5 +3,5 @@
 # PostgreSQL 54322) and serves until Ctrl-C / SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --stack-only
 exec cargo run --quiet -p livechat-stack -- up --seed "$@"
