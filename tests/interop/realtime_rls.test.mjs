@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { closeAll, uniq } from './lib/env.mjs';
+import { closeAll, getPool, sql, uniq } from './lib/env.mjs';
 import { createTenant, insertConversation, insertVisitor } from './lib/fixtures.mjs';
 import { VSNS, closeClient, closeRealtime, openChat, openConversations, rtUser } from './lib/realtime.mjs';
 
@@ -133,3 +133,84 @@ for (const vsn of VSNS) {
     });
   });
 }
+
+// A commit reaches the WAL, and so the server's change stream, a moment before the committing
+// backend makes it visible to other snapshots. An RLS check run in that window does not find the
+// new row; the server must wait for the transaction to become visible instead of dropping the
+// change. On a loaded machine the window is milliseconds (the committing backend is descheduled);
+// here it is held open deterministically: a synchronous-replication wait for a standby that
+// never comes happens after the commit record is flushed and before the transaction leaves the
+// proc array. (Supabase Realtime polls the slot every ~100 ms, so there the window is rarely hit.)
+describe('a change streamed before its transaction is visible to snapshots', () => {
+  const SLOT_APP = 'livechat-realtime-wal';
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  test('is RLS-checked once the transaction is visible, and delivered', async () => {
+    const eve = await rtUser(tB.userId);
+    const siteB = openConversations(eve, tB.siteId);
+    await siteB.ready;
+    const writer = await getPool().connect();
+    let inserted = null;
+    try {
+      await writer.query('set synchronous_commit = on');
+      await sql("alter system set synchronous_standby_names = 'livechat_interop_no_standby'");
+      await sql('select pg_reload_conf()');
+      // The checkpointer applies the reload asynchronously: insert until a commit is held (its
+      // backend waits on SyncRep); a commit that is not held is just delivered as usual.
+      const waitsOnSyncRep = async () =>
+        (await sql("select count(*)::int as n from pg_stat_activity where pid = $1 and wait_event = 'SyncRep'", [
+          writer.processID,
+        ]))[0].n > 0;
+      let held = null;
+      for (let attempt = 0; attempt < 20 && !held; attempt++) {
+        let done = false;
+        const ins = writer
+          .query(
+            'insert into public.mod_chat_conversations (site_id, visitor_id, status) ' +
+              "values ($1, $2, 'pending') returning id",
+            [tB.siteId, visitorB],
+          )
+          .then((r) => {
+            done = true;
+            return r.rows[0].id;
+          });
+        for (let i = 0; i < 100 && !done && !held; i++) {
+          if (await waitsOnSyncRep()) held = ins;
+          else await sleep(20);
+        }
+        if (!held) await ins;
+      }
+      assert.ok(held, 'no commit was held by the synchronous-replication wait');
+      // Wait until the walsender has streamed the held commit to the server, then give the server
+      // time to act on it while the transaction is still invisible.
+      const [{ lsn: target }] = await sql('select pg_current_wal_lsn()::text as lsn');
+      let streamed = false;
+      for (let i = 0; i < 200 && !streamed; i++) {
+        const r = await sql(
+          'select coalesce(bool_or(sent_lsn >= $1::pg_lsn), false) as ok from pg_stat_replication ' +
+            'where application_name = $2',
+          [target, SLOT_APP],
+        );
+        streamed = r[0].ok;
+        if (!streamed) await sleep(50);
+      }
+      assert.ok(streamed, 'the server was not sent the held commit');
+      await sleep(500);
+      const count = async () =>
+        (await sql('select count(*)::int as n from public.mod_chat_conversations where site_id = $1', [tB.siteId]))[0].n;
+      const before = await count();
+      // Release the commit.
+      await sql('alter system reset synchronous_standby_names');
+      await sql('select pg_reload_conf()');
+      inserted = await held;
+      assert.equal(await count(), before + 1, 'the held row was visible before its release: window not exercised');
+    } finally {
+      await sql('alter system reset synchronous_standby_names');
+      await sql('select pg_reload_conf()');
+      writer.release();
+    }
+    const ev = await siteB.inserts.wait((p) => p.new?.id === inserted, { what: 'INSERT of the held commit' });
+    assert.equal(ev.new.site_id, tB.siteId);
+    await closeClient(eve);
+  });
+});

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_postgres::{Client, NoTls};
 
@@ -159,6 +159,8 @@ struct WalCol {
 
 #[derive(Debug)]
 struct WalChange {
+    /// The (top-level) transaction id, from `include-xids`.
+    xid: Option<u32>,
     action: Action,
     schema: String,
     table: String,
@@ -198,6 +200,10 @@ fn parse_change(data: &str) -> Option<WalChange> {
         _ => return None,
     };
     Some(WalChange {
+        xid: v
+            .get("xid")
+            .and_then(Value::as_u64)
+            .and_then(|x| u32::try_from(x).ok()),
         action,
         schema: v.get("schema")?.as_str()?.to_string(),
         table: v.get("table")?.as_str()?.to_string(),
@@ -235,9 +241,59 @@ const STREAM_OPTIONS: &[(&str, &str)] = &[
     ("include-type-oids", "true"),
     ("include-pk", "true"),
     ("include-transaction", "true"),
+    // The xid of each change: RLS checks wait until its transaction is visible to snapshots.
+    ("include-xids", "true"),
     ("filter-msg-prefixes", "livechat_realtime_flush"),
 ];
 const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// How long delivery retries database failures (connection, timeout…) before giving up on a
+/// batch of changes (with a warning).
+const DELIVERY_RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long a batch waits for its transactions to become visible to snapshots.
+const VISIBILITY_WAIT: Duration = Duration::from_secs(10);
+/// Attempts of one RLS check whose failures may pass.
+const RLS_ATTEMPTS: u32 = 4;
+
+/// What the database work before delivery produced ([`Capture::prepare`]).
+struct Prepared {
+    client: deadpool_postgres::Object,
+    converted: Vec<Converted>,
+    rls: HashMap<u32, bool>,
+    visible: HashSet<(String, u32, String)>,
+}
+
+/// Why an RLS check could not be made.
+enum RlsError {
+    /// May pass on retry (connection lost, timeout, resources…).
+    Transient(String),
+    /// Will not pass (an error raised by a policy, a missing type…).
+    Permanent(String),
+}
+
+/// A database error with its SQLSTATE and message (tokio-postgres displays only "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Whether a database error may pass on retry: connection and I/O errors, and the SQLSTATE
+/// classes 08 (connection), 40 (transaction rollback), 53 (insufficient resources),
+/// 57 (operator intervention: cancel, statement timeout, shutdown), 58 (system) and 55P03
+/// (lock not available).
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|c| code.starts_with(c))
+                || code == "55P03"
+        }
+    }
+}
 
 impl Capture {
     pub fn new(poll_cfg: tokio_postgres::Config, pool: Pool, slot: String, hub: Arc<Hub>) -> Self {
@@ -494,7 +550,7 @@ impl Capture {
         &self,
         client: &Client,
         oids: &HashSet<u32>,
-    ) -> HashMap<u32, Arc<TypeInfo>> {
+    ) -> Result<HashMap<u32, Arc<TypeInfo>>, tokio_postgres::Error> {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -509,44 +565,48 @@ impl Capture {
             }
         }
         if missing.is_empty() {
-            return out;
+            return Ok(out);
         }
-        match client
+        let rows = client
             .query(
                 "SELECT oid, typname::text, format_type(oid, NULL) FROM pg_type WHERE oid = ANY($1)",
                 &[&missing],
             )
-            .await
-        {
-            Ok(rows) => {
-                let mut cache = self.types.lock().unwrap_or_else(|e| e.into_inner());
-                for r in rows {
-                    let (Ok(oid), Ok(name), Ok(sql)) = (
-                        r.try_get::<_, u32>(0),
-                        r.try_get::<_, String>(1),
-                        r.try_get::<_, String>(2),
-                    ) else {
-                        continue;
-                    };
-                    let t = Arc::new(TypeInfo { name, sql });
-                    cache.insert(oid, t.clone());
-                    out.insert(oid, t);
-                }
-            }
-            Err(e) => tracing::warn!("realtime: type lookup failed: {e}"),
+            .await?;
+        let mut cache = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rows {
+            let (Ok(oid), Ok(name), Ok(sql)) = (
+                r.try_get::<_, u32>(0),
+                r.try_get::<_, String>(1),
+                r.try_get::<_, String>(2),
+            ) else {
+                continue;
+            };
+            let t = Arc::new(TypeInfo { name, sql });
+            cache.insert(oid, t.clone());
+            out.insert(oid, t);
         }
-        out
+        Ok(out)
     }
 
     /// Converts the values of the changes to their JSON record form with `to_jsonb` in the
     /// database (as Supabase does), and commit timestamps to `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    async fn convert(&self, client: &Client, changes: &[&WalChange]) -> Vec<Converted> {
+    /// A failure that may pass (connection, timeout…) is an error, for the caller to retry;
+    /// a value the database rejects keeps its wal2json form (logged).
+    async fn convert(
+        &self,
+        client: &Client,
+        changes: &[&WalChange],
+    ) -> Result<Vec<Converted>, String> {
         let oids: HashSet<u32> = changes
             .iter()
             .flat_map(|c| c.columns.iter().chain(c.identity.iter()))
             .map(|c| c.typeoid)
             .collect();
-        let types = self.type_infos(client, &oids).await;
+        let types = self
+            .type_infos(client, &oids)
+            .await
+            .map_err(|e| format!("type lookup failed: {}", describe(&e)))?;
         let type_name = |oid: u32| {
             types
                 .get(&oid)
@@ -627,7 +687,13 @@ impl Capture {
                         }
                     }
                 }
-                Err(e) => tracing::warn!("realtime: value conversion failed: {e}"),
+                Err(e) if is_transient(&e) => {
+                    return Err(format!("value conversion failed: {}", describe(&e)))
+                }
+                Err(e) => tracing::warn!(
+                    "realtime: value conversion failed, values sent as decoded: {}",
+                    describe(&e)
+                ),
             }
             start = end;
         }
@@ -639,7 +705,7 @@ impl Capture {
                 .unwrap_or_else(|| fallback.clone()),
             Slot::Raw(v) => v.clone(),
         };
-        changes
+        Ok(changes
             .iter()
             .zip(plan.iter())
             .map(|(ch, (new, old, ts))| Converted {
@@ -657,58 +723,99 @@ impl Capture {
                     .collect(),
                 commit_timestamp: resolve(ts, &Value::Null),
             })
-            .collect()
+            .collect())
     }
 
-    /// Matches changes against the subscriptions and delivers them.
-    async fn dispatch(&self, changes: Vec<WalChange>) {
-        let targets = self.hub.pg_targets();
-        if targets.is_empty() {
-            return;
+    /// Sleeps `d` unless the capture is asked to stop; false when stopping.
+    async fn pause(&self, d: Duration) -> bool {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return false;
         }
-        // Candidate (target, subscription, table) triples per change, before filters.
-        let mut work: Vec<(&WalChange, Vec<Candidate>)> = Vec::new();
-        for ch in &changes {
-            let idx = match ch.action {
-                Action::Insert => 0,
-                Action::Update => 1,
-                Action::Delete => 2,
-            };
-            let mut cands = Vec::new();
-            for (ti, t) in targets.iter().enumerate() {
-                for sub in t.subs.iter() {
-                    if sub.event.is_some_and(|e| e != ch.action) {
-                        continue;
-                    }
-                    if let Some(st) = sub
-                        .tables
-                        .iter()
-                        .find(|st| st.schema == ch.schema && st.table == ch.table)
-                    {
-                        if st.publishes[idx] {
-                            cands.push((ti, sub.id, st));
-                        }
-                    }
-                }
-            }
-            if !cands.is_empty() {
-                work.push((ch, cands));
-            }
+        tokio::select! {
+            _ = stop.changed() => false,
+            _ = tokio::time::sleep(d) => !*self.stop.borrow(),
         }
-        if work.is_empty() {
-            return;
-        }
-        let client = match self.pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("realtime: no database connection to deliver changes: {e}");
-                return;
-            }
-        };
-        let chs: Vec<&WalChange> = work.iter().map(|(c, _)| *c).collect();
-        let converted = self.convert(&client, &chs).await;
+    }
 
-        // Table RLS flags and per-role column visibility.
+    /// Waits until the transactions `xids` are visible to new snapshots.
+    ///
+    /// A commit reaches the WAL (and so the decoder) before the committing backend removes its
+    /// transaction from the proc array: in between, the change is streamed here but a snapshot
+    /// still sees the transaction as running. An RLS check run then would not find an inserted
+    /// row (the change would be dropped for a subscriber who may see it) or would judge an
+    /// updated row on its old version. The window is microseconds on an idle machine but
+    /// grows to many milliseconds when the committing backend is descheduled (CPU load), and
+    /// indefinitely while it waits for synchronous replication.
+    ///
+    /// Returns `Err` on a database error; `Ok(false)` when still not visible at the deadline.
+    async fn wait_visible(
+        &self,
+        client: &Client,
+        xids: &[u32],
+    ) -> Result<bool, tokio_postgres::Error> {
+        if xids.is_empty() {
+            return Ok(true);
+        }
+        // Visible to the statement's snapshot = precedes its xmax (modulo 2^32, as the xids
+        // here are 32-bit) and is not in its list of running transactions.
+        const SQL: &str = "WITH s AS (SELECT pg_current_snapshot() AS snap) \
+             SELECT x FROM s, unnest($1::int8[]) AS x \
+             WHERE ((pg_snapshot_xmax(s.snap)::text::int8 - x) & 4294967295) \
+                   NOT BETWEEN 1 AND 2147483647 \
+                OR x IN (SELECT xip::text::int8 & 4294967295 FROM pg_snapshot_xip(s.snap) AS xip)";
+        let mut pending: Vec<i64> = xids.iter().map(|x| i64::from(*x)).collect();
+        pending.sort_unstable();
+        pending.dedup();
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(1);
+        let mut first_unseen: Option<Vec<i64>> = None;
+        loop {
+            let rows = client.query(SQL, &[&pending]).await?;
+            pending = rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, i64>(0).ok())
+                .collect();
+            if pending.is_empty() {
+                if let Some(x) = first_unseen {
+                    tracing::debug!(
+                        "realtime: transaction(s) {x:?} were decoded before being visible to \
+                         snapshots; waited {:?}",
+                        started.elapsed()
+                    );
+                }
+                return Ok(true);
+            }
+            if first_unseen.is_none() {
+                first_unseen = Some(pending.clone());
+            }
+            if started.elapsed() >= VISIBILITY_WAIT || !self.pause(backoff).await {
+                tracing::warn!(
+                    "realtime: transaction(s) {pending:?} committed in the WAL are still not \
+                     visible to snapshots after {:?}; checking RLS anyway",
+                    started.elapsed()
+                );
+                return Ok(false);
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// What delivery needs from the database before the per-subscriber checks: the converted
+    /// values, the tables' RLS flags, per-role column visibility, and the transactions of the
+    /// changes to RLS-check visible to snapshots.
+    async fn prepare(
+        &self,
+        work: &[(&WalChange, Vec<Candidate<'_>>)],
+        targets: &[PgTarget],
+    ) -> Result<Prepared, String> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("no database connection: {e}"))?;
+        let chs: Vec<&WalChange> = work.iter().map(|(c, _)| *c).collect();
+        let converted = self.convert(&client, &chs).await?;
         let relids: Vec<u32> = work
             .iter()
             .flat_map(|(_, c)| c.iter().map(|(_, _, st)| st.relid))
@@ -747,10 +854,93 @@ impl Capture {
             }
             Ok::<(), tokio_postgres::Error>(())
         };
-        if let Err(e) = meta.await {
-            tracing::warn!("realtime: privilege lookup failed, changes not delivered: {e}");
+        meta.await
+            .map_err(|e| format!("privilege lookup failed: {}", describe(&e)))?;
+        // Transactions whose changes will be RLS-checked must be visible first.
+        let xids: Vec<u32> = work
+            .iter()
+            .filter(|(ch, cands)| {
+                ch.action != Action::Delete
+                    && cands
+                        .iter()
+                        .any(|(_, _, st)| rls.get(&st.relid).copied().unwrap_or(false))
+            })
+            .filter_map(|(ch, _)| ch.xid)
+            .collect();
+        self.wait_visible(&client, &xids)
+            .await
+            .map_err(|e| format!("transaction visibility check failed: {}", describe(&e)))?;
+        Ok(Prepared {
+            client,
+            converted,
+            rls,
+            visible,
+        })
+    }
+
+    /// Matches changes against the subscriptions and delivers them. Database failures are
+    /// retried; what cannot be delivered in the end is logged, never dropped silently.
+    async fn dispatch(&self, changes: Vec<WalChange>) {
+        let targets = self.hub.pg_targets();
+        if targets.is_empty() {
             return;
         }
+        // Candidate (target, subscription, table) triples per change, before filters.
+        let mut work: Vec<(&WalChange, Vec<Candidate>)> = Vec::new();
+        for ch in &changes {
+            let idx = match ch.action {
+                Action::Insert => 0,
+                Action::Update => 1,
+                Action::Delete => 2,
+            };
+            let mut cands = Vec::new();
+            for (ti, t) in targets.iter().enumerate() {
+                for sub in t.subs.iter() {
+                    if sub.event.is_some_and(|e| e != ch.action) {
+                        continue;
+                    }
+                    if let Some(st) = sub
+                        .tables
+                        .iter()
+                        .find(|st| st.schema == ch.schema && st.table == ch.table)
+                    {
+                        if st.publishes[idx] {
+                            cands.push((ti, sub.id, st));
+                        }
+                    }
+                }
+            }
+            if !cands.is_empty() {
+                work.push((ch, cands));
+            }
+        }
+        if work.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        let Prepared {
+            mut client,
+            converted,
+            rls,
+            visible,
+        } = loop {
+            match self.prepare(&work, &targets).await {
+                Ok(p) => break p,
+                Err(reason) => {
+                    if started.elapsed() >= DELIVERY_RETRY_FOR || !self.pause(backoff).await {
+                        tracing::warn!(
+                            "realtime: {} change(s) not delivered: {reason} (gave up after {:?})",
+                            work.len(),
+                            started.elapsed()
+                        );
+                        return;
+                    }
+                    tracing::warn!("realtime: delivering changes failed, retrying: {reason}");
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        };
 
         for ((ch, cands), conv) in work.iter().zip(converted.iter()) {
             let record: Map<String, Value> = {
@@ -822,12 +1012,23 @@ impl Capture {
                         let ok = match rls_cache.get(&key) {
                             Some(v) => *v,
                             None => {
-                                let v = self.rls_visible(&client, t, ch, &claims_json).await;
+                                let v = self
+                                    .rls_visible_retrying(&mut client, t, ch, &claims_json)
+                                    .await;
                                 rls_cache.insert(key, v);
                                 v
                             }
                         };
                         if !ok {
+                            tracing::debug!(
+                                "realtime: {} on {}.{} (xid {:?}) not visible to {} ({}): not sent",
+                                ch.action.as_str(),
+                                ch.schema,
+                                ch.table,
+                                ch.xid,
+                                t.topic,
+                                t.role
+                            );
                             continue;
                         }
                     }
@@ -857,7 +1058,76 @@ impl Capture {
                     "postgres_changes",
                     json!({"ids": ids, "data": data}),
                 );
-                let _ = t.tx.send(Out::Json(Arc::new(msg)));
+                let sent = t.tx.send(Out::Json(Arc::new(msg))).is_ok();
+                tracing::debug!(
+                    "realtime: {} on {}.{} (xid {:?}) to {} ({}): {}",
+                    ch.action.as_str(),
+                    ch.schema,
+                    ch.table,
+                    ch.xid,
+                    t.topic,
+                    t.role,
+                    if sent { "sent" } else { "socket gone" }
+                );
+            }
+        }
+    }
+
+    /// [`Self::rls_visible`] with retries of transient failures (on a fresh connection).
+    /// Fails closed: a check that cannot be made means the change is not sent, with a warning.
+    async fn rls_visible_retrying(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        t: &PgTarget,
+        ch: &WalChange,
+        claims_json: &str,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(20);
+        let mut attempt = 1;
+        loop {
+            let reason = match self.rls_visible(client, t, ch, claims_json).await {
+                Ok(v) => return v,
+                Err(RlsError::Permanent(reason)) => {
+                    tracing::warn!(
+                        "realtime: {} on {}.{} not sent to {} (role {}): RLS check failed: {reason}",
+                        ch.action.as_str(),
+                        ch.schema,
+                        ch.table,
+                        t.topic,
+                        t.role
+                    );
+                    return false;
+                }
+                Err(RlsError::Transient(reason)) => reason,
+            };
+            if attempt >= RLS_ATTEMPTS || !self.pause(backoff).await {
+                tracing::warn!(
+                    "realtime: {} on {}.{} not sent to {} (role {}): RLS check failed \
+                     {attempt} time(s): {reason}",
+                    ch.action.as_str(),
+                    ch.schema,
+                    ch.table,
+                    t.topic,
+                    t.role
+                );
+                return false;
+            }
+            tracing::warn!(
+                "realtime: RLS check of {} on {}.{} for {} failed, retrying: {reason}",
+                ch.action.as_str(),
+                ch.schema,
+                ch.table,
+                t.topic
+            );
+            attempt += 1;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            if client.is_closed() {
+                match self.pool.get().await {
+                    Ok(c) => *client = c,
+                    Err(e) => {
+                        tracing::warn!("realtime: no database connection for RLS checks: {e}")
+                    }
+                }
             }
         }
     }
@@ -870,7 +1140,7 @@ impl Capture {
         t: &PgTarget,
         ch: &WalChange,
         claims_json: &str,
-    ) -> bool {
+    ) -> Result<bool, RlsError> {
         let types: HashMap<String, u32> = ch
             .columns
             .iter()
@@ -885,12 +1155,13 @@ impl Capture {
                         .get(k)
                         .and_then(|o| cache.get(o))
                         .map(|ti| ti.sql.clone())
+                        .ok_or_else(|| k.clone())
                 })
-                .collect::<Option<Vec<String>>>()
+                .collect::<Result<Vec<String>, String>>()
         };
-        let Some(type_sql) = type_sql else {
-            return false;
-        };
+        let type_sql = type_sql.map_err(|k| {
+            RlsError::Permanent(format!("no type information for primary key column {k:?}"))
+        })?;
         let mut params: Vec<Option<String>> = Vec::new();
         let mut conds = Vec::new();
         for (k, ty) in ch.pk.iter().zip(type_sql.iter()) {
@@ -925,15 +1196,18 @@ impl Capture {
         }
         .await;
         if let Err(e) = client.batch_execute("ROLLBACK").await {
-            tracing::warn!("realtime: rollback after RLS check failed: {e}");
+            tracing::warn!(
+                "realtime: rollback after RLS check failed: {}",
+                describe(&e)
+            );
         }
-        match res {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!("realtime: RLS check for role {} failed: {e}", t.role);
-                false
+        res.map_err(|e| {
+            if is_transient(&e) {
+                RlsError::Transient(describe(&e))
+            } else {
+                RlsError::Permanent(describe(&e))
             }
-        }
+        })
     }
 
     /// Validates a channel's `postgres_changes` entries and resolves them to published tables.

@@ -39,6 +39,8 @@ struct ChanEntry {
     role: String,
     claims: Arc<Claims>,
     pg: Option<Arc<Vec<PgSub>>>,
+    /// Generation of the latest Postgres subscription request (join, then each new role).
+    pg_gen: u64,
 }
 
 /// A channel with Postgres subscriptions, as the change capture sees it.
@@ -134,6 +136,7 @@ impl Hub {
                 role: spec.role,
                 claims: Arc::new(spec.claims),
                 pg: None,
+                pg_gen: 0,
             },
         );
     }
@@ -255,12 +258,33 @@ impl Hub {
         Value::Object(state)
     }
 
-    /// Attaches Postgres subscriptions to a channel; false if the channel is gone.
-    pub fn set_pg(&self, chan_id: u64, subs: Vec<PgSub>) -> bool {
+    /// Starts a new Postgres subscription request for a channel and returns its generation;
+    /// `None` if the channel is gone. Only the latest request may attach its subscriptions.
+    pub fn begin_pg(&self, chan_id: u64) -> Option<u64> {
+        let mut inner = self.lock();
+        let entry = inner.chans.get_mut(&chan_id)?;
+        entry.pg_gen += 1;
+        Some(entry.pg_gen)
+    }
+
+    /// Whether the channel is still registered and `gen` is its latest subscription request.
+    pub fn is_current_pg(&self, chan_id: u64, gen: u64) -> bool {
+        self.lock()
+            .chans
+            .get(&chan_id)
+            .is_some_and(|e| e.pg_gen == gen)
+    }
+
+    /// Attaches Postgres subscriptions to a channel; false if the channel is gone or a later
+    /// request (generation) superseded this one.
+    pub fn set_pg(&self, chan_id: u64, gen: u64, subs: Vec<PgSub>) -> bool {
         let mut inner = self.lock();
         let Some(entry) = inner.chans.get_mut(&chan_id) else {
             return false;
         };
+        if entry.pg_gen != gen {
+            return false;
+        }
         let was = entry.pg.is_some();
         entry.pg = Some(Arc::new(subs));
         if !was {
@@ -276,11 +300,6 @@ impl Hub {
             entry.role = role.to_string();
             entry.claims = Arc::new(claims);
         }
-    }
-
-    /// Whether the channel is still registered.
-    pub fn is_member(&self, chan_id: u64) -> bool {
-        self.lock().chans.contains_key(&chan_id)
     }
 
     /// Whether any channel has Postgres subscriptions.
@@ -351,6 +370,27 @@ mod tests {
             Out::Json(m) => m.payload.clone(),
             Out::User(_) => Value::Null,
         }
+    }
+
+    #[test]
+    fn only_the_latest_pg_request_attaches() {
+        let hub = Hub::default();
+        let (tx, _rx) = unbounded_channel();
+        hub.join(spec(1, tx, "k"));
+        let first = hub.begin_pg(1).unwrap();
+        let second = hub.begin_pg(1).unwrap();
+        assert!(!hub.is_current_pg(1, first));
+        assert!(hub.is_current_pg(1, second));
+        // The superseded request (e.g. the join's, before an access_token) cannot attach.
+        assert!(!hub.set_pg(1, first, Vec::new()));
+        assert!(!hub.has_pg());
+        assert!(hub.set_pg(1, second, Vec::new()));
+        assert!(hub.has_pg());
+        assert_eq!(hub.pg_targets().len(), 1);
+        hub.leave(1);
+        assert!(!hub.has_pg());
+        assert!(hub.begin_pg(1).is_none());
+        assert!(!hub.is_current_pg(1, second));
     }
 
     #[test]

@@ -440,9 +440,14 @@ impl Socket {
     }
 
     /// Creates (or refreshes) the channel's Postgres subscriptions in the background and pushes
-    /// the `system` outcome.
+    /// the `system` outcome. A later call (a new role after `access_token`) supersedes one still
+    /// running: only the latest attaches its subscriptions and reports. Until then the channel
+    /// keeps its previous subscriptions, so no change is missed in between.
     fn spawn_subscribe(&self, topic: &str, role: &str) {
         let Some(c) = self.chans.get(topic) else {
+            return;
+        };
+        let Some(gen) = self.shared.hub.begin_pg(c.chan_id) else {
             return;
         };
         let shared = self.shared.clone();
@@ -466,19 +471,19 @@ impl Socket {
                 )))
             };
             loop {
-                if !shared.hub.is_member(chan_id) {
+                if !shared.hub.is_current_pg(chan_id, gen) {
                     return;
                 }
                 match shared.capture.subscribe(&params, &role).await {
                     Ok(subs) => {
-                        if shared.hub.set_pg(chan_id, subs) {
+                        if shared.hub.set_pg(chan_id, gen, subs) {
                             shared.capture.wake.notify_one();
                             let _ = tx.send(system("ok", "Subscribed to PostgreSQL"));
                         }
                         return;
                     }
                     Err(SubError::Fatal(msg)) => {
-                        if shared.hub.is_member(chan_id) {
+                        if shared.hub.is_current_pg(chan_id, gen) {
                             let _ = tx.send(system("error", &msg));
                         }
                         return;
