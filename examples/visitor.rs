@@ -2,9 +2,10 @@
 //!
 //! Pre-chat: reads the site's public widget settings and checks the business hours (anon key).
 //! Then the site's backend (service-role key + JWT secret) identifies the visitor and mints a
-//! visitor token; with the anon key and that token the widget starts a conversation (pending,
-//! for the worker or an agent to pick up), sends messages, and shows the agents' replies and
-//! typing indicators from the realtime message feed. Type a line to send it; Ctrl-D ends.
+//! visitor token; with the anon key and that token the widget (a
+//! `livechat::visitor::VisitorSession`) starts a conversation (pending, for the worker or an
+//! agent to pick up), sends messages, and shows the agents' replies and typing indicators from
+//! the realtime message feed. Type a line to send it; Ctrl-D ends.
 //!
 //! ```sh
 //! scripts/stack-up.sh                  # in another terminal; export what it prints
@@ -24,13 +25,13 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use futures::StreamExt;
 use livechat::chat::messages::NewMessage;
-use livechat::chat::models::{Channel, Conversation, SenderType};
+use livechat::chat::models::{Channel, SenderType};
 use livechat::chat::visitors::VisitorInput;
 use livechat::chat::Chat;
 use livechat::live::{Live, MessageEvent};
+use livechat::visitor::VisitorSession;
 use livechat::visitor_token::mint_visitor_token;
 use livechat::{ApiKeyKind, Client, Config};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use common::{first_name, Clock, WAIT};
@@ -96,46 +97,19 @@ async fn main() -> Result<()> {
         site,
         Duration::from_secs(30 * 60),
     )?;
-    let widget = anon.with_access_token(token);
+
+    // The widget holds only the anon key and the token: a visitor session.
+    let session = VisitorSession::new(&anon, token)?.with_name(name.clone());
 
     // The widget starts the conversation and follows it live.
-    let conv: Conversation = widget
-        .from("mod_chat_conversations")
-        .insert(&json!({
-            "site_id": site,
-            "visitor_id": visitor.id,
-            "status": "pending",
-            "channel": "widget",
-        }))
-        .single()
-        .await?;
+    let conv = session.start_conversation(None, None).await?;
     clock.line(
         "widget",
         format!("conversation {} started ({})", conv.id, conv.status),
     );
-    let live = Live::new(&widget)?;
-    let mut feed = live.messages(conv.id).subscribe().await?;
+    let mut feed = session.feed(conv.id).await?;
     let typing = feed.typing();
-    let visitor_id = visitor.id.to_string();
-
-    let send = |text: String| {
-        let widget = widget.clone();
-        let (name, visitor_id) = (name.clone(), visitor_id.clone());
-        async move {
-            widget
-                .from("mod_chat_messages")
-                .insert(&json!({
-                    "conversation_id": conv.id,
-                    "site_id": site,
-                    "sender_type": "visitor",
-                    "sender_id": visitor_id,
-                    "sender_name": name,
-                    "content": text,
-                }))
-                .execute()
-                .await
-        }
-    };
+    let visitor_id = session.visitor_id().to_string();
 
     // In scripted mode a helper plays the agent: it answers the visitor's first message.
     let helper = if scripted {
@@ -179,7 +153,7 @@ async fn main() -> Result<()> {
     let stdin_open = !scripted;
     if scripted {
         typing.start(&visitor_id, &name).await?;
-        send("Hello, is anyone there?".into()).await?;
+        session.send(conv.id, "Hello, is anyone there?").await?;
         typing.stop(&visitor_id).await?;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -201,7 +175,7 @@ async fn main() -> Result<()> {
             },
             line = stdin.next_line(), if stdin_open => match line? {
                 Some(text) if !text.trim().is_empty() => {
-                    send(text).await?;
+                    session.send(conv.id, &text).await?;
                 }
                 Some(_) => {}
                 None => break,
@@ -215,6 +189,7 @@ async fn main() -> Result<()> {
         helper.await??;
     }
     clock.line("widget", "leaving the chat");
-    let _ = live.realtime().disconnect().await;
+    drop(feed);
+    session.close().await;
     Ok(())
 }

@@ -8,5 +8,8 @@ scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# tests/examples_run.rs runs the example binaries: build them first (cargo test compiles
+# examples but does not always leave them at target/debug/examples/<name>).
+cargo build --workspace --examples
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc

@@ -91,5 +91,6 @@ pub use rest::{Count, Page, Query};
 pub mod chat;
 pub mod live;
 pub mod realtime;
+pub mod visitor;
 pub mod visitor_token;
 pub mod worker;
