@@ -11,5 +11,5 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # tests/examples_run.rs runs the example binaries: build them first (cargo test compiles
 # examples but does not always leave them at target/debug/examples/<name>).
 cargo build --workspace --examples
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc

@@ -233,6 +233,8 @@ impl Cluster {
         if let Some((uid, gid)) = self.run_as {
             chown(&log, uid, gid)?;
         }
+        // What this postmaster writes starts here (the log is shared across restarts).
+        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut child = self
             .command("postgres")
             .arg("-D")
@@ -246,17 +248,11 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait()? {
-                let mut s = String::new();
-                let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
-                let tail: String = s
-                    .lines()
-                    .rev()
-                    .take(10)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let mut s = Vec::new();
+                let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_end(&mut s));
+                let own = String::from_utf8_lossy(s.get(log_start as usize..).unwrap_or(&[]));
+                let lines: Vec<&str> = own.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
                 bail!("postgres exited with {status}: {tail}");
             }
             let ready = self
@@ -311,7 +307,20 @@ impl Cluster {
     /// Blocking: call it from `spawn_blocking` in async code.
     pub fn restart(&self) -> Result<()> {
         self.stop_postmaster();
-        self.launch()
+        // On a loaded machine the old server's resources (its pid file, shared memory, socket
+        // lock) can take a moment to go; a start that fails meanwhile is tried again.
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!("PostgreSQL restart attempt {attempt} failed: {e:#}");
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn stop_postmaster(&self) {
@@ -323,11 +332,24 @@ impl Cluster {
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGINT);
             }
-            let deadline = Instant::now() + Duration::from_secs(15);
+            // Fast shutdown; if it has not finished after 10 s, immediate shutdown (which still
+            // stops the server's children); after 5 s more, kill.
+            let started = Instant::now();
+            let mut quit_sent = false;
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
+                    Ok(None) if started.elapsed() < Duration::from_secs(10) => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Ok(None) if started.elapsed() < Duration::from_secs(15) => {
+                        if !quit_sent {
+                            quit_sent = true;
+                            // SAFETY: sending a signal to our own child process.
+                            unsafe {
+                                libc::kill(child.id() as i32, libc::SIGQUIT);
+                            }
+                        }
                         std::thread::sleep(Duration::from_millis(20))
                     }
                     _ => {
