@@ -3,20 +3,20 @@
 //! data; a user of another agency (dave, agency B) gets nothing of agency A and writes nothing;
 //! invalid input never leaves the process; the performance report is one HTTP request.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{Duration, Utc};
 use livechat::chat::agents::AgentPatch;
 use livechat::chat::departments::DepartmentPatch;
 use livechat::chat::entity_views::{AgentPerformance, AgentWithDepartment};
 use livechat::chat::models::{Agent, AgentRole, AgentStatus, Department};
 use livechat::chat::{Chat, ChatError};
-use livechat::{Client, Config, ErrorKind};
+use livechat::ErrorKind;
 use livechat_stack::Stack;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
+
+#[path = "chat_support/entity.rs"]
+mod entity;
+use entity::{assert_invalid, client, CountingProxy};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -200,96 +200,6 @@ impl Env {
             )
             .await;
         assert!(bad.is_empty(), "current_chat_count out of step: {bad:?}");
-    }
-}
-
-fn client(url: &str, key: &str) -> Client {
-    Client::new(Config::new(url, key).expect("a config")).expect("a client")
-}
-
-/// A TCP proxy in front of the stack that records the request line of every HTTP request
-/// passing through it (requests on kept-alive connections included).
-struct CountingProxy {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl CountingProxy {
-    async fn start(upstream_port: u16) -> CountingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a proxy port");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(("127.0.0.1", upstream_port)).await
-                    else {
-                        return;
-                    };
-                    let (mut from_client, mut to_client) = inbound.into_split();
-                    let (mut from_server, mut to_server) = outbound.into_split();
-                    let upstream = async move {
-                        let mut buf = vec![0u8; 64 * 1024];
-                        let mut pending: Vec<u8> = Vec::new();
-                        loop {
-                            let n = match from_client.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            pending.extend_from_slice(&buf[..n]);
-                            record_request_lines(&mut pending, &seen);
-                            if to_server.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to_server.shutdown().await;
-                    };
-                    let downstream = async move {
-                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-                        let _ = to_client.shutdown().await;
-                    };
-                    tokio::join!(upstream, downstream);
-                });
-            }
-        });
-        CountingProxy { url, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().expect("the proxy log").clone()
-    }
-}
-
-/// Moves every complete request (head and `Content-Length` body) out of `pending`, recording its
-/// request line (`METHOD target`) in `seen`.
-fn record_request_lines(pending: &mut Vec<u8>, seen: &Mutex<Vec<String>>) {
-    while let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
-        let body_len: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        let total = head_end + 4 + body_len;
-        if pending.len() < total {
-            return;
-        }
-        let line = head.lines().next().unwrap_or("");
-        let line = line.strip_suffix(" HTTP/1.1").unwrap_or(line).to_string();
-        seen.lock().expect("the proxy log").push(line);
-        pending.drain(..total);
-    }
-}
-
-fn assert_invalid(result: livechat::Result<impl std::fmt::Debug>, what: &str) {
-    match result {
-        Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}"),
-        Ok(v) => panic!("{what}: accepted, got {v:?}"),
     }
 }
 
