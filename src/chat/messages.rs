@@ -247,8 +247,8 @@ impl NewFileMessage {
 /// A position in a conversation's messages: the `(created_at, id)` of the last message seen.
 ///
 /// Messages are ordered by `(created_at, id)`; [`Messages::after`] returns those strictly after
-/// the cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// the cursor. Cursors order like the messages they point at (by `created_at`, then `id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cursor {
     /// `created_at` of the last message seen.
     pub created_at: DateTime<Utc>,

@@ -60,24 +60,8 @@ pub enum MessageEvent {
 
 /// The position of the last message a feed delivered in order: give it to
 /// [`MessageFeedBuilder::resume_after`] to continue a feed later (e.g. after a restart)
-/// without gaps or duplicates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageCursor {
-    /// `created_at` of the message.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the message.
-    pub id: Uuid,
-}
-
-impl MessageCursor {
-    /// The cursor of a message (`None` when it has no `created_at`).
-    pub fn of(message: &Message) -> Option<MessageCursor> {
-        message.created_at.map(|created_at| MessageCursor {
-            created_at,
-            id: message.id,
-        })
-    }
-}
+/// without gaps or duplicates. The same cursor as [`Messages::after`](crate::chat::messages::Messages::after) takes.
+pub use crate::chat::messages::Cursor as MessageCursor;
 
 pub(crate) struct MessagesSpec;
 
