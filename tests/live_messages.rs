@@ -179,10 +179,23 @@ async fn every_message_exactly_once_in_order_through_drops_and_refusals() {
         "only the new messages, no seeded ones"
     );
     assert!(news.iter().all(|(m, _)| !existing.contains(&m.id)));
-    let late: Vec<_> = news.iter().filter(|(_, late)| *late).collect();
-    assert!(
-        late.is_empty(),
-        "late deliveries with a 1 s window: {late:?}"
+    // Two writers race, so a starved writer's transaction may commit more than the 1 s reorder
+    // window after a later-started one (the shared test machines get slow): such a message
+    // is delivered `late`, never lost (the deterministic case is
+    // `a_late_commit_is_ordered_within_the_window_and_delivered_late_beyond_it`). The
+    // flag must be true to the facts: a message is late exactly when a message with a later
+    // key was delivered before it.
+    let mut newest: Option<(DateTime<Utc>, Uuid)> = None;
+    for (m, late) in &news {
+        let k = key(m);
+        let behind = newest.is_some_and(|n| k < n);
+        assert_eq!(*late, behind, "late flag of {k:?} after {newest:?}");
+        newest = newest.max(Some(k));
+    }
+    let late = news.iter().filter(|(_, late)| *late).count();
+    println!(
+        "late deliveries (1 s window, two racing writers): {late} of {}",
+        news.len()
     );
 
     // Outages were reported and caught up.
