@@ -271,6 +271,8 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
             "channel": "widget",
             "subject": "Where is my order?",
         }))
+        // The widget may not read internal notes or tags: name the columns it may read.
+        .select(livechat::visitor::VISITOR_CONVERSATION_COLUMNS)
         .single()
         .await?;
     clock.line(

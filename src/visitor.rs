@@ -8,7 +8,11 @@
 //! may do: read its own visitor row, its own conversations of its site and their messages
 //! except internal notes; start pending, unassigned conversations for itself; send messages
 //! into its own conversations as `sender_type = 'visitor'`; receive realtime changes of those
-//! rows only. The session never holds the JWT secret and never verifies the token: it only
+//! rows only. Column privileges (migration `20260101000700_visitor_columns.sql`) hide what
+//! agents write about the visitor (`internal_notes` and `tags` of conversations; `notes`,
+//! `tags` and `crm_contact_id` of the visitor row): the session reads
+//! [`VISITOR_CONVERSATION_COLUMNS`] and [`VISITOR_ROW_COLUMNS`], so those fields are `None`.
+//! The session never holds the JWT secret and never verifies the token: it only
 //! reads the token's `visitor_id` and `site_id` claims to fill in requests. **The server
 //! verifies the token** on every request (a forged or expired one is refused with
 //! [`ErrorKind::Auth`]).
@@ -68,6 +72,24 @@ pub const OPEN_STATUSES: &[ConversationStatus] = &[
     ConversationStatus::Active,
     ConversationStatus::Waiting,
 ];
+
+/// The columns of `mod_chat_conversations` the `anon` role (and so a visitor token) may read:
+/// every column except `internal_notes` and `tags`, which agents write about the visitor
+/// (migration `20260101000700_visitor_columns.sql`). `select=*` is refused for `anon`, so
+/// widget code names these; fields outside the list read as `None` in [`Conversation`].
+pub const VISITOR_CONVERSATION_COLUMNS: &str = "id,site_id,visitor_id,assigned_agent_id,\
+department_id,status,priority,channel,subject,last_message_text,last_message_at,last_message_by,\
+message_count,unread_agent_count,unread_visitor_count,first_response_time_seconds,\
+resolution_time_seconds,wait_time_seconds,rating,rating_comment,rated_at,metadata,\
+whatsapp_conversation_id,whatsapp_window_expires_at,created_at,updated_at,resolved_at,closed_at";
+
+/// The columns of `mod_chat_visitors` the `anon` role (and so a visitor token) may read: every
+/// column except `notes`, `tags` and `crm_contact_id` (migration
+/// `20260101000700_visitor_columns.sql`); those read as `None` in [`Visitor`].
+pub const VISITOR_ROW_COLUMNS: &str = "id,site_id,external_id,name,email,phone,avatar_url,\
+browser,os,device,ip_address,country,city,current_page_url,current_page_title,referrer_url,\
+landing_page_url,total_visits,total_conversations,total_messages,first_seen_at,last_seen_at,\
+custom_data,channel,whatsapp_phone,created_at,updated_at";
 
 /// One widget visitor's chat, acting with the anon key and a visitor token.
 ///
@@ -249,6 +271,7 @@ impl VisitorSession {
     pub async fn visitor(&self) -> Result<Visitor> {
         self.client
             .from("mod_chat_visitors")
+            .select(VISITOR_ROW_COLUMNS)
             .eq("id", self.visitor_id)
             .eq("site_id", self.site_id)
             .single()
@@ -287,6 +310,7 @@ impl VisitorSession {
         self.client
             .from("mod_chat_conversations")
             .insert(&row)
+            .select(VISITOR_CONVERSATION_COLUMNS)
             .single()
             .await
             .map_err(|e| not_yours(e, "the visitor token may not start this conversation"))
@@ -329,6 +353,7 @@ impl VisitorSession {
     fn own_conversations(&self) -> crate::Query {
         self.client
             .from("mod_chat_conversations")
+            .select(VISITOR_CONVERSATION_COLUMNS)
             .eq("visitor_id", self.visitor_id)
             .eq("site_id", self.site_id)
             .order_desc("created_at")

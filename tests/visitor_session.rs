@@ -8,6 +8,8 @@
 //! - the live feed receives an agent's typing indicator and reply (sent with the service-role
 //!   client), and the agent's feed sees the visitor's typing and message;
 //! - blank text and non-visitor tokens are refused before any request.
+//! - the session's column lists are exactly the columns `anon` may select (migration 000700),
+//!   and the visitor's own row reads without what agents wrote about it.
 //!
 //! Every wait has a deadline; no sleeps.
 
@@ -321,4 +323,43 @@ async fn blank_text_and_non_visitor_tokens_are_refused_before_any_request() {
     let e = VisitorSession::new(&nowhere, "header.eyJyb2xlIjoiYXV0aGVudGljYXRlZCJ9.sig")
         .expect_err("not a visitor token");
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn the_visitor_column_lists_are_exactly_what_anon_may_select() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let db = db(&stack).await;
+    for (table, list) in [
+        (
+            "mod_chat_conversations",
+            livechat::visitor::VISITOR_CONVERSATION_COLUMNS,
+        ),
+        ("mod_chat_visitors", livechat::visitor::VISITOR_ROW_COLUMNS),
+    ] {
+        let rows = db
+            .query(
+                "select a.attname::text from pg_attribute a \
+                 where a.attrelid = ('public.' || $1)::regclass and a.attnum > 0 \
+                   and not a.attisdropped \
+                   and has_column_privilege('anon', a.attrelid, a.attnum, 'SELECT') \
+                 order by a.attnum",
+                &[&table],
+            )
+            .await
+            .expect("column privileges");
+        let selectable: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let ours: Vec<&str> = list.split(',').collect();
+        assert_eq!(selectable, ours, "{table}");
+    }
+    // And the session reads through them: its own row without the hidden fields.
+    let vera = new_visitor(&stack, "Vera Visitor").await;
+    db.execute(
+        "update public.mod_chat_visitors set notes = 'chargeback risk', tags = '{fraud}' where id = $1",
+        &[&vera.visitor_id()],
+    )
+    .await
+    .expect("agent notes");
+    let me = vera.visitor().await.expect("own row");
+    assert_eq!(me.name.as_deref(), Some("Vera Visitor"));
+    assert_eq!((me.notes, me.tags), (None, None));
 }

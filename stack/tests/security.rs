@@ -164,6 +164,17 @@ impl Rest {
             .await
     }
 
+    /// An insert that reads back the named columns (`Prefer: return=representation`).
+    async fn insert_select(&self, table: &str, body: Value, columns: &str) -> Resp {
+        self.send(
+            reqwest::Method::POST,
+            &format!("{table}?select={columns}"),
+            Some(body),
+            "return=representation",
+        )
+        .await
+    }
+
     async fn patch(&self, path: &str, body: Value) -> Resp {
         self.send(
             reqwest::Method::PATCH,
@@ -209,6 +220,15 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .get(0)
+}
+
+/// Row counts of visitors, conversations and messages.
+async fn chat_row_counts(c: &tokio_postgres::Client) -> (i64, i64, i64) {
+    (
+        count(c, "select 1 from public.mod_chat_visitors").await,
+        count(c, "select 1 from public.mod_chat_conversations").await,
+        count(c, "select 1 from public.mod_chat_messages").await,
+    )
 }
 
 /// The row as JSON text, to compare before and after an attempted write.
@@ -402,10 +422,10 @@ async fn visitor_token_reads_only_its_own_visitor_conversations_and_visible_mess
     assert!(embedded_msgs.iter().all(|m| m["id"] != NOTE_IN_NOAH));
     // Another visitor's rows, asked for by id: nothing.
     for path in [
-        format!("mod_chat_visitors?id=eq.{MIA}"),
-        format!("mod_chat_conversations?id=eq.{CONV_MIA}"),
+        format!("mod_chat_visitors?select=id&id=eq.{MIA}"),
+        format!("mod_chat_conversations?select=id&id=eq.{CONV_MIA}"),
         format!("mod_chat_messages?conversation_id=eq.{CONV_MIA}"),
-        format!("mod_chat_conversations?site_id=eq.{SITE_3}"),
+        format!("mod_chat_conversations?select=id&site_id=eq.{SITE_3}"),
     ] {
         assert!(noah.get(&path).await.rows().is_empty(), "{path}");
     }
@@ -569,46 +589,50 @@ async fn visitor_token_sends_only_visitor_messages_into_its_own_conversations() 
         "nothing else was inserted"
     );
 
-    // No UPDATE or DELETE policy: writes to own rows change nothing (0 rows, no error).
+    // No UPDATE or DELETE privilege for anon (migration 000700): writes to own rows are
+    // refused and change nothing.
     let conv_before = row_json(&c, "mod_chat_conversations", CONV_NOAH).await;
-    let r = noah
-        .patch(
-            &format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
-            json!({"status": "closed", "rating": 5}),
-        )
-        .await;
-    assert_eq!((r.status, r.body.clone()), (200, json!([])), "{r:?}");
+    noah.patch(
+        &format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+        json!({"status": "closed", "rating": 5}),
+    )
+    .await
+    .assert_refused(401, "patch own conversation");
     assert_eq!(
         row_json(&c, "mod_chat_conversations", CONV_NOAH).await,
         conv_before
     );
     let msg = "30000000-0000-4000-8000-000000010205";
     let msg_before = row_json(&c, "mod_chat_messages", msg).await;
-    let r = noah
-        .patch(
-            &format!("mod_chat_messages?id=eq.{msg}"),
-            json!({"content": "edited"}),
-        )
-        .await;
-    assert_eq!(r.body, json!([]), "{r:?}");
-    let r = noah.delete(&format!("mod_chat_messages?id=eq.{msg}")).await;
-    assert_eq!(r.body, json!([]), "{r:?}");
+    noah.patch(
+        &format!("mod_chat_messages?id=eq.{msg}"),
+        json!({"content": "edited"}),
+    )
+    .await
+    .assert_refused(401, "patch own message");
+    noah.delete(&format!("mod_chat_messages?id=eq.{msg}"))
+        .await
+        .assert_refused(401, "delete own message");
     assert_eq!(row_json(&c, "mod_chat_messages", msg).await, msg_before);
-    let r = noah
-        .patch(
-            &format!("mod_chat_visitors?id=eq.{NOAH}"),
-            json!({"notes": "vip"}),
-        )
-        .await;
-    assert_eq!(r.body, json!([]), "{r:?}");
+    let visitor_before = row_json(&c, "mod_chat_visitors", NOAH).await;
+    noah.patch(
+        &format!("mod_chat_visitors?id=eq.{NOAH}"),
+        json!({"notes": "vip"}),
+    )
+    .await
+    .assert_refused(401, "patch own visitor row");
+    assert_eq!(
+        row_json(&c, "mod_chat_visitors", NOAH).await,
+        visitor_before
+    );
 
     // Conversations: a visitor token starts one for itself only, pending and unassigned.
     let own = uuid::Uuid::new_v4().to_string();
     let r = noah
-        .insert(
+        .insert_select(
             "mod_chat_conversations",
             json!({"id": own, "site_id": SITE_1, "visitor_id": NOAH, "subject": "New question"}),
-            true,
+            "id,status",
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
@@ -784,13 +808,17 @@ async fn plain_anon_key_reads_settings_and_creates_visitors_and_conversations_on
     )
     .await
     .assert_refused(401, "canned response");
-    let r = anon
-        .patch(
-            &format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
-            json!({"status": "closed"}),
-        )
-        .await;
-    assert_eq!(r.body, json!([]), "{r:?}");
+    let conv_before = row_json(&c, "mod_chat_conversations", CONV_NOAH).await;
+    anon.patch(
+        &format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+        json!({"status": "closed"}),
+    )
+    .await
+    .assert_refused(401, "plain anon patch");
+    assert_eq!(
+        row_json(&c, "mod_chat_conversations", CONV_NOAH).await,
+        conv_before
+    );
 
     // The two widget functions still work; the rest of the RPC surface does not.
     let r = anon
@@ -1301,16 +1329,35 @@ async fn migration_drops_the_deployed_broad_anon_policies_whatever_their_names()
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. Known gaps (columns): row-level security cannot hide columns of a visible row
+// 7. Columns (migration 20260101000700_visitor_columns.sql): what agents write about a visitor
+//    stays hidden inside the rows a visitor token may see
 // ---------------------------------------------------------------------------------------------
 
+/// Columns of the own conversation a visitor reads, as the widget names them.
+const VISIBLE_CONVERSATION: &str =
+    "id,status,subject,last_message_text,last_message_by,message_count,unread_visitor_count,metadata";
+
 #[tokio::test]
-#[ignore = "open: a visitor token reads its conversation's last_message_text, which the \
-            deployed message trigger (mod_chat_on_message_insert, migration 000100) sets from \
-            internal notes too; needs the trigger to skip notes or column privileges for anon"]
-async fn visitor_never_sees_internal_note_text_through_its_conversation() {
+async fn visitor_never_sees_internal_notes_or_agent_tags_through_its_rows() {
     let stack = Stack::for_tests_seeded().await.expect("stack");
     let c = db(&stack).await;
+    let noah = Rest::new(&stack, Some(visitor_token(&stack, NOAH, SITE_1)));
+    let path = format!("mod_chat_conversations?id=eq.{CONV_NOAH}&select={VISIBLE_CONVERSATION}");
+    let before = noah.get(&path).await.rows();
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // Realtime: the visitor follows its conversation row.
+    let token = visitor_token(&stack, NOAH, SITE_1);
+    let mut ws = Ws::connect(&stack, stack.anon_key()).await;
+    ws.subscribe(
+        "visitor-own-conversation",
+        Some(&token),
+        json!([{"event": "*", "schema": "public", "table": "mod_chat_conversations",
+                "filter": format!("id=eq.{CONV_NOAH}")}]),
+    )
+    .await;
+
+    // Agents write notes (both spellings), internal notes and tags about Noah.
     insert_message(
         &c,
         CONV_NOAH,
@@ -1321,21 +1368,218 @@ async fn visitor_never_sees_internal_note_text_through_its_conversation() {
     )
     .await;
     c.execute(
-        "update public.mod_chat_conversations set internal_notes = 'refund refused' where id = $1::text::uuid",
+        "insert into public.mod_chat_messages (conversation_id, site_id, sender_type, content, content_type)
+         values ($1::text::uuid, $2::text::uuid, 'system', 'refund refused by finance', 'note')",
+        &[&CONV_NOAH, &SITE_1],
+    )
+    .await
+    .expect("note by content type");
+    // A note leaves the conversation row as it was: not even an UPDATE event tells the
+    // visitor that an agent wrote one.
+    assert_eq!(noah.get(&path).await.rows(), before);
+    c.execute(
+        "update public.mod_chat_conversations set internal_notes = 'chargeback risk', tags = '{angry}' \
+         where id = $1::text::uuid",
         &[&CONV_NOAH],
     )
     .await
-    .expect("update");
-    let noah = Rest::new(&stack, Some(visitor_token(&stack, NOAH, SITE_1)));
-    let r = noah
+    .expect("agent notes");
+    c.execute(
+        "update public.mod_chat_visitors set notes = 'blocked card', tags = '{fraud}', \
+         crm_contact_id = gen_random_uuid() where id = $1::text::uuid",
+        &[&NOAH],
+    )
+    .await
+    .expect("visitor notes");
+    // Then a visible change. Events arrive in commit order: the first is the agents' update
+    // of internal_notes/tags (the row changed; the notes before it caused no event, else the
+    // first record would show a new preview or count), the second the subject change; no
+    // record carries a hidden column.
+    c.execute(
+        "update public.mod_chat_conversations set subject = 'Order 1234' where id = $1::text::uuid",
+        &[&CONV_NOAH],
+    )
+    .await
+    .expect("subject");
+    let first = ws.next_change().await;
+    assert_eq!(first["type"], "UPDATE", "{first}");
+    for key in [
+        "subject",
+        "last_message_text",
+        "message_count",
+        "unread_visitor_count",
+    ] {
+        assert_eq!(first["record"][key], before[0][key], "{key}: {first}");
+    }
+    let second = ws.next_change().await;
+    assert_eq!(second["record"]["subject"], "Order 1234", "{second}");
+    for d in [&first, &second] {
+        let record = d["record"].as_object().cloned().unwrap_or_default();
+        assert!(record.contains_key("last_message_text"), "{d}");
+        for hidden in ["internal_notes", "tags"] {
+            assert!(!record.contains_key(hidden), "{hidden} in {d}");
+            assert!(
+                d["columns"]
+                    .as_array()
+                    .is_some_and(|cols| cols.iter().all(|c| c["name"] != hidden)),
+                "{hidden} in columns of {d}"
+            );
+        }
+    }
+    let text = format!("{first}{second}");
+    for secret in ["difficult", "refund", "chargeback", "angry"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+
+    // REST: the visible columns say nothing of the notes...
+    let now = noah.get(&path).await.rows();
+    let mut expected = before[0].clone();
+    expected["subject"] = json!("Order 1234");
+    assert_eq!(now, vec![expected]);
+    // ...and the hidden ones are refused however they are asked for: selected, filtered on
+    // (which would be an oracle: `internal_notes=like.a*`, `like.b*`, ...), ordered by,
+    // embedded, or through `*`.
+    for path in [
+        format!("mod_chat_conversations?id=eq.{CONV_NOAH}&select=internal_notes"),
+        format!("mod_chat_conversations?id=eq.{CONV_NOAH}&select=id,tags"),
+        format!("mod_chat_conversations?id=eq.{CONV_NOAH}&select=*"),
+        format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+        "mod_chat_conversations?select=id&internal_notes=like.c*".to_string(),
+        "mod_chat_conversations?select=id&tags=cs.{angry}".to_string(),
+        "mod_chat_conversations?select=id&order=internal_notes".to_string(),
+        format!("mod_chat_visitors?id=eq.{NOAH}&select=notes"),
+        format!("mod_chat_visitors?id=eq.{NOAH}&select=id,tags"),
+        format!("mod_chat_visitors?id=eq.{NOAH}&select=crm_contact_id"),
+        "mod_chat_visitors?select=id&notes=like.b*".to_string(),
+        "mod_chat_visitors?select=id,mod_chat_conversations(internal_notes)".to_string(),
+        "mod_chat_messages?select=id,mod_chat_conversations(id,tags)".to_string(),
+    ] {
+        noah.get(&path).await.assert_refused(401, &path);
+    }
+    // The visitor row reads fine without them.
+    let me = noah
         .get(&format!(
-            "mod_chat_conversations?id=eq.{CONV_NOAH}&select=*"
+            "mod_chat_visitors?id=eq.{NOAH}&select=id,name,email,custom_data"
         ))
-        .await;
-    let text = r.body.to_string();
-    assert!(
-        !text.contains("customer is difficult") && !text.contains("refund refused"),
-        "{text}"
+        .await
+        .rows();
+    assert_eq!(me.len(), 1, "{me:?}");
+    assert!(!me[0].to_string().contains("blocked card"));
+
+    // An agent's visible message still updates the preview and the visitor's unread count.
+    let unread_before = before[0]["unread_visitor_count"].as_i64().unwrap_or(0);
+    insert_message(&c, CONV_NOAH, SITE_1, "agent", "It ships today", false).await;
+    let after = noah.get(&path).await.rows();
+    assert_eq!(after[0]["last_message_text"], "It ships today");
+    assert_eq!(after[0]["unread_visitor_count"], json!(unread_before + 1));
+    assert_eq!(
+        after[0]["message_count"],
+        json!(before[0]["message_count"].as_i64().unwrap_or(0) + 1)
     );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_widget_cannot_plant_agent_fields_in_what_it_creates() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let c = db(&stack).await;
+    let noah = Rest::new(&stack, Some(visitor_token(&stack, NOAH, SITE_1)));
+    let anon = Rest::new(&stack, Some(stack.anon_key().to_string()));
+    let before = chat_row_counts(&c).await;
+    let conv = json!({"site_id": SITE_1, "visitor_id": NOAH, "subject": "Hi"});
+    let msg = json!({"conversation_id": CONV_NOAH, "site_id": SITE_1, "sender_type": "visitor",
+                     "sender_id": NOAH, "content": "hello"});
+    let visitor = json!({"site_id": SITE_1, "name": "Eve"});
+    let with = |base: &Value, k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let planted = [
+        (
+            "mod_chat_conversations",
+            with(&conv, "internal_notes", json!("VIP: refund anything")),
+        ),
+        (
+            "mod_chat_conversations",
+            with(&conv, "tags", json!(["vip"])),
+        ),
+        (
+            "mod_chat_conversations",
+            with(&conv, "priority", json!("urgent")),
+        ),
+        ("mod_chat_conversations", with(&conv, "rating", json!(5))),
+        (
+            "mod_chat_conversations",
+            with(&conv, "message_count", json!(99)),
+        ),
+        (
+            "mod_chat_conversations",
+            with(&conv, "created_at", json!("2020-01-01T00:00:00Z")),
+        ),
+        (
+            "mod_chat_messages",
+            with(&msg, "created_at", json!("2020-01-01T00:00:00Z")),
+        ),
+        ("mod_chat_messages", with(&msg, "status", json!("read"))),
+        (
+            "mod_chat_messages",
+            with(&msg, "whatsapp_message_id", json!("wamid.x")),
+        ),
+        (
+            "mod_chat_visitors",
+            with(&visitor, "notes", json!("trusted customer")),
+        ),
+        ("mod_chat_visitors", with(&visitor, "tags", json!(["vip"]))),
+        (
+            "mod_chat_visitors",
+            with(
+                &visitor,
+                "crm_contact_id",
+                json!(uuid::Uuid::new_v4().to_string()),
+            ),
+        ),
+        (
+            "mod_chat_visitors",
+            with(&visitor, "total_conversations", json!(50)),
+        ),
+    ];
+    for (table, body) in planted {
+        for api in [&noah, &anon] {
+            if table == "mod_chat_messages" && std::ptr::eq(api, &anon) {
+                continue; // the plain anon key sends no messages at all (tested above)
+            }
+            api.insert(table, body.clone(), false)
+                .await
+                .assert_refused(401, &format!("{table} {body}"));
+        }
+    }
+    assert_eq!(chat_row_counts(&c).await, before, "nothing was inserted");
+
+    // What the widget supplies still goes in, and reads back through named columns.
+    let r = noah
+        .insert_select(
+            "mod_chat_conversations",
+            conv.clone(),
+            "id,status,subject,priority",
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body[0]["status"], "pending");
+    assert_eq!(r.body[0]["priority"], "normal");
+    let r = noah
+        .insert_select("mod_chat_messages", msg.clone(), "id,content,status")
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body[0]["status"], "sent");
+    let r = anon
+        .insert(
+            "mod_chat_visitors",
+            json!({"site_id": SITE_1, "name": "Eve", "email": "eve@example.com",
+                   "current_page_url": "https://acme.example/cart", "custom_data": {"plan": "free"}}),
+            false,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
     stack.shutdown().await;
 }

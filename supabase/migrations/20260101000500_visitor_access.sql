@@ -39,10 +39,10 @@
 -- Widget settings stay publicly readable (policy "widget public read" of the earlier migration)
 -- and the two SECURITY DEFINER widget functions stay callable by anon.
 --
--- Not covered by row-level security: columns. A visitor token reads every column of its own
--- visitor row (including `notes`, `tags`) and of its conversations (including
--- `internal_notes`, and `last_message_text`, which the message trigger also sets from internal
--- notes). See the "Security model" section of the README for the options.
+-- Not covered by row-level security: columns. What agents write about the visitor inside the
+-- rows above (a conversation's `internal_notes` and `tags`, a visitor's `notes`, `tags` and
+-- `crm_contact_id`, a note's text in `last_message_text`) is hidden by column privileges and a
+-- note-aware message trigger in 20260101000700_visitor_columns.sql.
 --
 -- ---------------------------------------------------------------------------------------------
 -- Moving an existing platform database

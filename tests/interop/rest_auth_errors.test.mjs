@@ -169,7 +169,7 @@ describe('RLS: anon (the public widget)', () => {
     assert.equal(r.headers.get('content-range'), '*/*');
   });
 
-  test('anon insert with .select() (RETURNING needs a SELECT policy): 401 42501, nothing inserted', async () => {
+  test('anon insert with .select() (RETURNING * needs SELECT on every column): 401 42501, nothing inserted', async () => {
     const email = `anon-sel-${uniq()}@example.com`;
     const res = await anonClient()
       .from('mod_chat_visitors')
@@ -180,18 +180,48 @@ describe('RLS: anon (the public widget)', () => {
       code: '42501',
       details: null,
       hint: null,
+      // Migration 20260101000700_visitor_columns.sql: anon may not select notes, tags or
+      // crm_contact_id of visitors, so `*` fails on privileges before any row is checked.
+      message: 'permission denied for table mod_chat_visitors',
+    });
+    assert.equal((await sql('select count(*)::int as n from public.mod_chat_visitors where email = $1', [email]))[0].n, 0);
+  });
+
+  test('anon insert reading back only an id it may read: RLS refuses the RETURNING, 401 42501', async () => {
+    const email = `anon-sel-id-${uniq()}@example.com`;
+    const res = await anonClient()
+      .from('mod_chat_visitors')
+      .insert({ site_id: other.siteId, name: 'Widget Visitor Select Id', email })
+      .select('id');
+    assert.equal(res.status, 401);
+    assert.deepEqual(res.error, {
+      code: '42501',
+      details: null,
+      hint: null,
       message: 'new row violates row-level security policy for table "mod_chat_visitors"',
     });
     assert.equal((await sql('select count(*)::int as n from public.mod_chat_visitors where email = $1', [email]))[0].n, 0);
   });
 
-  test('reading conversations: 200, [] (no anon SELECT policy)', async () => {
+  test('reading conversations by named columns: 200, [] (no anon SELECT policy matches)', async () => {
     const precondition = (await sql('select count(*)::int as n from public.mod_chat_conversations'))[0].n;
     assert.ok(precondition > 0);
-    const res = await anonClient().from('mod_chat_conversations').select('*');
+    const res = await anonClient().from('mod_chat_conversations').select('id,status,subject');
     noError(res);
     assert.equal(res.status, 200);
     assert.deepEqual(res.data, []);
+  });
+
+  test("reading conversations with '*': 401 42501 (internal_notes and tags are not anon's to select)", async () => {
+    const res = await anonClient().from('mod_chat_conversations').select('*');
+    assert.equal(res.status, 401);
+    assert.deepEqual(res.error, {
+      code: '42501',
+      details: null,
+      hint: null,
+      message: 'permission denied for table mod_chat_conversations',
+    });
+    assert.equal(res.data, null);
   });
 
   test('raw anon read with count: 200, Content-Range */0, body []', async () => {

@@ -299,6 +299,61 @@ fn representation<'c>(
     Ok(g.select_sql(&node, &src, Vec::new(), 0, false))
 }
 
+/// What a write's `RETURNING` lists: only the columns its representation (or `Location`)
+/// reads, so a role with column-level SELECT privileges can write and read back the columns it
+/// may see (as PostgREST does); `target.*` when the representation selects `*`.
+fn returning_list(
+    cache: &SchemaCache,
+    table: &Table,
+    q: &QueryParams,
+    ret: Return,
+) -> Result<String, ApiError> {
+    let target = qualified(&table.schema, &table.name);
+    let mut cols: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !cols.iter().any(|x| x == c) {
+            cols.push(c.to_string());
+        }
+    };
+    match ret {
+        Return::Representation => {
+            let mut rq = q.clone();
+            rq.filters.retain(|(p, _)| !p.is_empty());
+            rq.logic.retain(|(p, _)| !p.is_empty());
+            let items = root_items(q);
+            let mut node = build_node(cache, &table.schema, &table.name, Some(table), &items)?;
+            attach(&mut node, &rq, false)?;
+            if node.items.iter().any(|i| matches!(i, SelectItem::Star)) {
+                return Ok(format!("{target}.*"));
+            }
+            for item in &node.items {
+                if let SelectItem::Field { field, .. } = item {
+                    add(&field.name);
+                }
+            }
+            for e in &node.embeds {
+                match &e.rel.junction {
+                    Some(j) => j.fk_origin.fcols.iter().for_each(|c| add(c)),
+                    None => e.rel.pairs.iter().for_each(|(oc, _)| add(oc)),
+                }
+            }
+            for o in node.order.iter().filter(|o| o.relation.is_none()) {
+                add(&o.field.name);
+            }
+        }
+        Return::HeadersOnly => table.pk.iter().for_each(|c| add(c)),
+        Return::Minimal => {}
+    }
+    if cols.is_empty() {
+        return Ok("1".to_string());
+    }
+    Ok(cols
+        .iter()
+        .map(|c| format!("{target}.{}", ident(c)))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// Root filters of a write as SQL conditions on the target table.
 fn mutation_conditions(table: &Table, q: &QueryParams, g: &mut Gen) -> String {
     let node = Node {
@@ -445,13 +500,8 @@ pub fn insert(
             )),
         }
     }
-    let needs_rows = matches!(ret, Return::Representation | Return::HeadersOnly);
     let track_inserted = merge && matches!(table.kind.as_str(), "r" | "p");
-    let mut returning = if needs_rows {
-        format!("{target}.*")
-    } else {
-        "1".to_string()
-    };
+    let mut returning = returning_list(cache, table, q, ret)?;
     if track_inserted {
         returning.push_str(&format!(", ({target}.xmax = 0) AS pgrst_inserted"));
     }
@@ -492,11 +542,12 @@ pub fn update(
     let mut sql = Sql::default();
     let mut g = Gen::new(&mut sql);
     let target = qualified(&table.schema, &table.name);
-    let returning = if ret == Return::Representation {
-        format!("{target}.*")
+    let rows_ret = if ret == Return::Representation {
+        Return::Representation
     } else {
-        "1".to_string()
+        Return::Minimal
     };
+    let returning = returning_list(cache, table, q, rows_ret)?;
     let dml = if payload.columns.is_empty() {
         // `{}` updates nothing.
         format!("SELECT {returning} FROM {target} WHERE false")
@@ -549,11 +600,12 @@ pub fn delete(
     let mut sql = Sql::default();
     let mut g = Gen::new(&mut sql);
     let target = qualified(&table.schema, &table.name);
-    let returning = if ret == Return::Representation {
-        format!("{target}.*")
+    let rows_ret = if ret == Return::Representation {
+        Return::Representation
     } else {
-        "1".to_string()
+        Return::Minimal
     };
+    let returning = returning_list(cache, table, q, rows_ret)?;
     let conds = mutation_conditions(table, q, &mut g);
     let dml = format!("DELETE FROM {target}{conds} RETURNING {returning}");
     let rep = if ret == Return::Representation {
