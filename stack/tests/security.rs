@@ -1251,7 +1251,9 @@ async fn migration_drops_the_deployed_broad_anon_policies_whatever_their_names()
          create policy \"Anyone can read visitors\" on public.mod_chat_visitors
            for all to anon using (true) with check (true);
          create policy \"Widget rates conversations\" on public.mod_chat_conversations
-           for update to anon using (true);",
+           for update to anon using (true);
+         grant all on public.mod_chat_visitors, public.mod_chat_conversations,
+           public.mod_chat_messages to anon;",
     )
     .await
     .expect("deployed policies");
@@ -1265,15 +1267,36 @@ async fn migration_drops_the_deployed_broad_anon_policies_whatever_their_names()
         "precondition: the hole is open"
     );
 
-    // Run the migration again, as `supabase db push` would on the platform database.
-    let path = livechat_stack::db::default_supabase_dir()
-        .join("migrations")
-        .join("20260101000500_visitor_access.sql");
-    let sql = std::fs::read_to_string(&path).expect("migration file");
-    c.batch_execute(&sql).await.expect("migration re-runs");
-    c.batch_execute(&sql)
+    // Run the two security migrations again, twice, as `supabase db push` would on the
+    // platform database (which also has Supabase's default `grant all ... to anon`).
+    let dir = livechat_stack::db::default_supabase_dir().join("migrations");
+    for _ in 0..2 {
+        for file in [
+            "20260101000500_visitor_access.sql",
+            "20260101000700_visitor_columns.sql",
+        ] {
+            let sql = std::fs::read_to_string(dir.join(file)).expect("migration file");
+            c.batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{file} re-runs: {e}"));
+        }
+    }
+    // Columns are closed again: a visitor token reads its conversation's id, not its notes.
+    let noah = Rest::new(&stack, Some(visitor_token(&stack, NOAH, SITE_1)));
+    assert_eq!(
+        noah.get("mod_chat_conversations?select=id").await.ids(),
+        vec![CONV_NOAH]
+    );
+    noah.get("mod_chat_conversations?select=id,internal_notes")
         .await
-        .expect("migration is idempotent");
+        .assert_refused(401, "internal_notes after the re-run");
+    // Re-running the first file alone does not widen them either.
+    let sql = std::fs::read_to_string(dir.join("20260101000500_visitor_access.sql"))
+        .expect("migration file");
+    c.batch_execute(&sql).await.expect("000500 re-runs");
+    noah.get("mod_chat_conversations?select=id,internal_notes")
+        .await
+        .assert_refused(401, "internal_notes after re-running 000500");
 
     for table in [
         "mod_chat_visitors",
@@ -1318,12 +1341,6 @@ async fn migration_drops_the_deployed_broad_anon_policies_whatever_their_names()
             "mod_chat_visitors: widget public insert",
             "mod_chat_widget_settings: widget public read",
         ]
-    );
-    // Visitor tokens still work after the re-run.
-    let noah = Rest::new(&stack, Some(visitor_token(&stack, NOAH, SITE_1)));
-    assert_eq!(
-        noah.get("mod_chat_conversations?select=id").await.ids(),
-        vec![CONV_NOAH]
     );
     stack.shutdown().await;
 }

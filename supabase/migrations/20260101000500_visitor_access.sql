@@ -248,8 +248,21 @@ create policy "visitor sends messages" on public.mod_chat_messages
   );
 
 -- Privileges the policies need (Supabase grants them by default; explicit for other setups).
--- Row-level security decides which rows.
-grant select, insert on public.mod_chat_visitors, public.mod_chat_conversations,
-  public.mod_chat_messages to anon;
+-- Row-level security decides which rows. Only where anon has none at all: a re-run must not
+-- widen the column privileges of 20260101000700_visitor_columns.sql back to whole tables.
+do $$
+declare
+  t text;
+  priv text;
+begin
+  foreach t in array array['mod_chat_visitors', 'mod_chat_conversations', 'mod_chat_messages'] loop
+    foreach priv in array array['SELECT', 'INSERT'] loop
+      if not has_any_column_privilege('anon', format('public.%I', t), priv) then
+        execute format('grant %s on public.%I to anon', priv, t);
+      end if;
+    end loop;
+  end loop;
+end
+$$;
 
 notify pgrst, 'reload schema';

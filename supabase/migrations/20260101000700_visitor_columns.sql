@@ -64,7 +64,8 @@
 do $$
 declare
   spec record;
-  readable text;
+  priv text;
+  cols text;
 begin
   for spec in
     select *
@@ -89,23 +90,19 @@ begin
     -- Revoking a table privilege also revokes that privilege on every column.
     execute format('revoke all on table public.%I from anon', spec.tbl);
 
-    select string_agg(format('%I', a.attname), ', ' order by a.attnum)
-    into readable
-    from pg_catalog.pg_attribute a
-    where a.attrelid = format('public.%I', spec.tbl)::regclass
-      and a.attnum > 0
-      and not a.attisdropped
-      and not (a.attname::text = any (spec.hidden));
-    execute format('grant select (%s) on table public.%I to anon', readable, spec.tbl);
-
-    select string_agg(format('%I', a.attname), ', ' order by a.attnum)
-    into readable
-    from pg_catalog.pg_attribute a
-    where a.attrelid = format('public.%I', spec.tbl)::regclass
-      and a.attnum > 0
-      and not a.attisdropped
-      and a.attname::text = any (spec.insertable);
-    execute format('grant insert (%s) on table public.%I to anon', readable, spec.tbl);
+    foreach priv in array array['select', 'insert'] loop
+      select string_agg(format('%I', a.attname), ', ' order by a.attnum)
+      into cols
+      from pg_catalog.pg_attribute a
+      where a.attrelid = format('public.%I', spec.tbl)::regclass
+        and a.attnum > 0
+        and not a.attisdropped
+        and case priv
+              when 'select' then not (a.attname::text = any (spec.hidden))
+              else a.attname::text = any (spec.insertable)
+            end;
+      execute format('grant %s (%s) on table public.%I to anon', priv, cols, spec.tbl);
+    end loop;
   end loop;
 end
 $$;
