@@ -579,18 +579,9 @@ async fn private_channels_are_authorized_by_rls() {
     let stack = Stack::for_tests_seeded().await.expect("stack");
     let db = db(&stack).await;
     db.batch_execute(
-        "create schema if not exists realtime;
-         create table if not exists realtime.messages (
-             id bigserial primary key, topic text not null, extension text not null,
-             payload jsonb, event text, private boolean default true,
-             inserted_at timestamptz not null default now());
-         create or replace function realtime.topic() returns text language sql stable
-             as $$ select nullif(current_setting('realtime.topic', true), '') $$;
-         alter table realtime.messages enable row level security;
-         grant usage on schema realtime to anon, authenticated, service_role;
-         grant select, insert on realtime.messages to anon, authenticated, service_role;
-         grant usage on sequence realtime.messages_id_seq to anon, authenticated, service_role;
-         create policy alice_reads on realtime.messages for select to authenticated
+        // The stack provides realtime.messages and realtime.topic() (RLS on, no policies),
+        // as Supabase does; the project adds policies.
+        "create policy alice_reads on realtime.messages for select to authenticated
              using (realtime.topic() = 'secret' and auth.uid() = 'c0000000-0000-4000-8000-000000000001');
          create policy alice_writes on realtime.messages for insert to authenticated
              with check (realtime.topic() = 'secret' and auth.uid() = 'c0000000-0000-4000-8000-000000000001');",

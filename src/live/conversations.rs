@@ -133,7 +133,11 @@ impl ConversationFeedBuilder {
 
     /// Reads the start point, joins `conversations:<siteId>`, waits until the channel is
     /// subscribed, and starts the feed.
+    ///
+    /// Fails with [`Error::NotVisible`] before joining anything when the caller cannot read
+    /// the site (not a member of its agency).
     pub async fn subscribe(self) -> Result<ConversationFeed, Error> {
+        self.live.ensure_site_visible(self.site_id).await?;
         let start = if self.options.snapshot {
             Start::Beginning
         } else {

@@ -273,7 +273,10 @@ pub(crate) async fn open<S: Spec>(
         ledger.start_at(Some(b), Some(S::preexisting_until(b, options.lookback)));
     }
 
-    let channel = live.realtime.channel(&channel_name, config).await?;
+    let channel = live
+        .realtime
+        .channel(&channel_name, config.private(live.private))
+        .await?;
     let sub = channel.on(EventFilter::All).await?;
     channel.subscribe().await?;
 

@@ -226,9 +226,14 @@ impl MessageFeedBuilder {
     /// Reads the start point, joins `chat:<conversationId>`, waits until the channel is
     /// subscribed, and starts the feed (the first catch-up runs right away).
     ///
-    /// Fails if the start point cannot be read or the channel cannot be joined (the
-    /// realtime client's connect and join timeouts apply).
+    /// Fails with [`Error::NotVisible`] before joining anything when the caller cannot read
+    /// the conversation (row-level security: another agency's, another visitor's, or none);
+    /// fails if the start point cannot be read or the channel cannot be joined (the realtime
+    /// client's connect and join timeouts apply).
     pub async fn subscribe(self) -> Result<MessageFeed, Error> {
+        self.live
+            .ensure_conversation_visible(self.conversation_id)
+            .await?;
         let start = match (self.resume, self.options.snapshot) {
             (Some(c), _) => Start::After((c.created_at, c.id)),
             (None, true) => Start::Beginning,

@@ -132,6 +132,11 @@ pub enum Error {
     /// The feed has stopped (it was closed, or its task ended).
     #[error("the live feed has stopped")]
     Closed,
+    /// The caller cannot see what the feed would follow (the conversation or site does not
+    /// exist, or belongs to another tenant): checked through REST, with row-level security,
+    /// before any channel is joined, so nothing was subscribed.
+    #[error("{0} is not visible to this caller: nothing was subscribed")]
+    NotVisible(String),
 }
 
 /// A handle that opens live feeds: a REST [`Client`] (for catch-up queries, with its API key
@@ -150,6 +155,14 @@ pub enum Error {
 pub struct Live {
     rest: Client,
     realtime: RealtimeClient,
+    private: bool,
+    check_access: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct IdRow {
+    #[allow(dead_code)]
+    id: Uuid,
 }
 
 impl Live {
@@ -159,6 +172,8 @@ impl Live {
         Ok(Live {
             rest: client.clone(),
             realtime: client.realtime()?,
+            private: false,
+            check_access: true,
         })
     }
 
@@ -184,7 +199,86 @@ impl Live {
         Live {
             rest: client.clone(),
             realtime,
+            private: false,
+            check_access: true,
         }
+    }
+
+    /// Joins the feeds' channels (`chat:<id>`, `conversations:<siteId>`,
+    /// `presence:chat:<siteId>`) as **private** channels, authorized by the realtime server
+    /// through row-level security on `realtime.messages` (migration
+    /// `20260101000800_realtime_authorization.sql`: members of the site's agency, and a
+    /// visitor token for its own conversation's typing). Default: off, i.e. the public
+    /// channels of the deployed dashboard hooks.
+    ///
+    /// Public and private channels of the same name are separate rooms: turn this on only
+    /// when the TypeScript dashboard joins with `{ config: { private: true } }` too, or the
+    /// two sides stop seeing each other's typing and presence. On public channels anyone who
+    /// knows a conversation or site id can join its typing and presence; the feeds of this
+    /// library never do so for what the caller cannot see (see [`Error::NotVisible`]), but
+    /// only private channels stop other clients.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), livechat::live::Error> {
+    /// let client = livechat::Client::from_env()?;
+    /// let live = livechat::live::Live::new(&client)?.private_channels(true);
+    /// # let _ = live;
+    /// # Ok(()) }
+    /// ```
+    pub fn private_channels(mut self, on: bool) -> Live {
+        self.private = on;
+        self
+    }
+
+    /// Whether the feeds join private channels ([`private_channels`](Self::private_channels)).
+    pub fn uses_private_channels(&self) -> bool {
+        self.private
+    }
+
+    /// Whether each feed first checks, with one REST read as the caller, that the caller can
+    /// see its conversation or site (default: on). Off, feeds join their channels without
+    /// asking; only for realtime servers that come without the project's REST API, such as
+    /// an in-process fake server in tests.
+    pub fn check_access(mut self, on: bool) -> Live {
+        self.check_access = on;
+        self
+    }
+
+    /// One REST read, as the caller: does `table` hold a visible row with `column = id`?
+    async fn ensure_visible(
+        &self,
+        table: &str,
+        column: &str,
+        id: Uuid,
+        what: &str,
+    ) -> Result<(), Error> {
+        if !self.check_access {
+            return Ok(());
+        }
+        let rows: Vec<IdRow> = self
+            .rest
+            .from(table)
+            .select("id")
+            .eq(column, id)
+            .limit(1)
+            .fetch()
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::NotVisible(format!("{what} {id}")));
+        }
+        Ok(())
+    }
+
+    /// Fails with [`Error::NotVisible`] unless the caller can read the conversation.
+    pub(crate) async fn ensure_conversation_visible(&self, id: Uuid) -> Result<(), Error> {
+        self.ensure_visible("mod_chat_conversations", "id", id, "conversation")
+            .await
+    }
+
+    /// Fails with [`Error::NotVisible`] unless the caller can read the site (members of its
+    /// agency and the service role can).
+    pub(crate) async fn ensure_site_visible(&self, id: Uuid) -> Result<(), Error> {
+        self.ensure_visible("sites", "id", id, "site").await
     }
 
     /// The REST client used for catch-up queries.

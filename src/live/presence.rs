@@ -252,14 +252,20 @@ impl AgentPresenceBuilder {
 
     /// Joins `presence:chat:<siteId>` with presence key = agent id, tracks
     /// `{agentId, status, currentChats, lastSeen}`, and waits until the channel is joined.
+    ///
+    /// Fails with [`Error::NotVisible`] before joining anything when the caller cannot read
+    /// the site (not a member of its agency).
     pub async fn join(self) -> Result<AgentPresence, Error> {
+        self.live.ensure_site_visible(self.site_id).await?;
         let name = presence_channel_name(self.site_id);
         let channel = self
             .live
             .realtime
             .channel(
                 &name,
-                ChannelConfig::new().presence_key(self.agent_id.clone()),
+                ChannelConfig::new()
+                    .presence_key(self.agent_id.clone())
+                    .private(self.live.private),
             )
             .await?;
         let sub = channel.on(EventFilter::All).await?;

@@ -3,7 +3,8 @@
 -- Run as the superuser `postgres` in a fresh database, after roles.sql. Idempotent.
 -- Everything here mirrors what a Supabase project has (schemas `auth` and `extensions`, the
 -- `auth.users` table and the `auth.uid()` family, the API grants, the `supabase_realtime`
--- publication, the PostgREST schema-reload event triggers). Nothing project-specific belongs here:
+-- publication, `realtime.messages` for private channels, the PostgREST schema-reload event
+-- triggers). Nothing project-specific belongs here:
 -- the project's own objects live in supabase/migrations.
 
 -- ---------------------------------------------------------------------------------------------
@@ -112,6 +113,39 @@ begin
   end if;
 end
 $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Realtime Authorization: `realtime.messages` and `realtime.topic()`, which Supabase Realtime
+-- uses to authorize private channels (a SELECT as the client's role, with `realtime.topic` set
+-- to the channel name, for read; an INSERT for write). RLS is on and there are no policies, so
+-- private channels are closed until a project's migrations add policies, as on Supabase.
+-- (Supabase partitions the table by day; the stack only ever inserts inside transactions it
+-- rolls back, so one plain table does.)
+-- ---------------------------------------------------------------------------------------------
+create schema if not exists realtime;
+grant usage on schema realtime to anon, authenticated, service_role;
+
+create table if not exists realtime.messages (
+  topic text not null,
+  extension text not null,
+  payload jsonb,
+  event text,
+  private boolean default false,
+  updated_at timestamp not null default now(),
+  inserted_at timestamp not null default now(),
+  id uuid not null default gen_random_uuid(),
+  primary key (id, inserted_at)
+);
+alter table realtime.messages enable row level security;
+grant select, insert, update on realtime.messages to anon, authenticated, service_role;
+
+create or replace function realtime.topic() returns text
+language sql
+stable
+as $$
+  select nullif(current_setting('realtime.topic', true), '')::text
+$$;
+grant execute on function realtime.topic() to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Schema-cache reload: after DDL, tell the REST gateway (channel `pgrst`, as PostgREST listens) to
