@@ -1600,3 +1600,179 @@ async fn the_widget_cannot_plant_agent_fields_in_what_it_creates() {
     assert_eq!(r.status, 201, "{r:?}");
     stack.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. References stay inside one site (migration 20260101000900_same_site_references.sql)
+// ---------------------------------------------------------------------------------------------
+
+const AGENT_DAVE_SITE_3: &str = "e0000000-0000-4000-8000-000000000301";
+const DEPT_SITE_3: &str = "d0000000-0000-4000-8000-000000000301";
+
+/// The error body with the referenced id replaced, to compare "another site's row" with
+/// "no such row".
+fn without_id(body: &Value, id: &str) -> String {
+    body.to_string().replace(id, "<id>")
+}
+
+#[tokio::test]
+async fn references_to_another_agencys_rows_look_absent_and_write_nothing_there() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let c = db(&stack).await;
+    let alice = Rest::new(
+        &stack,
+        Some(stack.user_token(ALICE, Some("alice@acme.test"))),
+    );
+    let b_conversation = row_json(&c, "mod_chat_conversations", CONV_RUTH).await;
+    let b_visitor = row_json(&c, "mod_chat_visitors", RUTH).await;
+    let b_agent = row_json(&c, "mod_chat_agents", AGENT_DAVE_SITE_3).await;
+    let missing = uuid::Uuid::new_v4().to_string();
+
+    // Each attempt with agency B's id, then with an id that exists nowhere: the same 409 23503.
+    let own_agent = AGENT_ALICE_SITE_1;
+    type Attempt = Box<dyn Fn(&str) -> (String, Value, bool)>;
+    let attempts: Vec<(&str, &str, Attempt)> = vec![
+        (
+            "message of site 1 into B's conversation",
+            CONV_RUTH,
+            Box::new(|id: &str| {
+                (
+                    "mod_chat_messages".to_string(),
+                    json!({"conversation_id": id, "site_id": SITE_1, "sender_type": "agent", "content": "hello B"}),
+                    true,
+                )
+            }),
+        ),
+        (
+            "conversation of site 1 for B's visitor",
+            RUTH,
+            Box::new(|id: &str| {
+                (
+                    "mod_chat_conversations".to_string(),
+                    json!({"site_id": SITE_1, "visitor_id": id}),
+                    true,
+                )
+            }),
+        ),
+        (
+            "own conversation assigned to B's agent",
+            AGENT_DAVE_SITE_3,
+            Box::new(|id: &str| {
+                (
+                    format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+                    json!({"assigned_agent_id": id}),
+                    false,
+                )
+            }),
+        ),
+        (
+            "own conversation in B's department",
+            DEPT_SITE_3,
+            Box::new(|id: &str| {
+                (
+                    format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+                    json!({"department_id": id}),
+                    false,
+                )
+            }),
+        ),
+        (
+            "own agent in B's department",
+            DEPT_SITE_3,
+            Box::new(move |id: &str| {
+                (
+                    format!("mod_chat_agents?id=eq.{own_agent}"),
+                    json!({"department_id": id}),
+                    false,
+                )
+            }),
+        ),
+        (
+            "analytics row of site 1 for B's agent",
+            AGENT_DAVE_SITE_3,
+            Box::new(|id: &str| {
+                (
+                    "mod_chat_analytics".to_string(),
+                    json!({"site_id": SITE_1, "date": "2020-01-02", "agent_id": id}),
+                    true,
+                )
+            }),
+        ),
+    ];
+    for (what, b_id, attempt) in &attempts {
+        let mut bodies = Vec::new();
+        for id in [*b_id, missing.as_str()] {
+            let (path, body, insert) = attempt(id);
+            let r = if insert {
+                alice.insert(&path, body, false).await
+            } else {
+                alice.patch(&path, body).await
+            };
+            assert_eq!(
+                (r.status, r.body["code"].as_str()),
+                (409, Some("23503")),
+                "{what} ({id}): {r:?}"
+            );
+            bodies.push(without_id(&r.body, id));
+        }
+        assert_eq!(bodies[0], bodies[1], "{what}: B's row must look absent");
+    }
+    // Nothing of agency B changed (the message trigger did not touch B's conversation, the
+    // conversation trigger did not count for B's visitor), and nothing was written in A.
+    assert_eq!(
+        row_json(&c, "mod_chat_conversations", CONV_RUTH).await,
+        b_conversation
+    );
+    assert_eq!(row_json(&c, "mod_chat_visitors", RUTH).await, b_visitor);
+    assert_eq!(
+        row_json(&c, "mod_chat_agents", AGENT_DAVE_SITE_3).await,
+        b_agent
+    );
+    assert_eq!(
+        count(
+            &c,
+            "select 1 from public.mod_chat_messages where content = 'hello B'"
+        )
+        .await,
+        0
+    );
+    // The service role is held to the same rule.
+    let service = Rest::new(&stack, Some(stack.service_role_key().to_string()));
+    let r = service
+        .insert(
+            "mod_chat_messages",
+            json!({"conversation_id": CONV_RUTH, "site_id": SITE_1, "sender_type": "agent", "content": "x"}),
+            false,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("23503")),
+        "{r:?}"
+    );
+    let absent = service
+        .insert(
+            "mod_chat_messages",
+            json!({"conversation_id": missing, "site_id": SITE_1, "sender_type": "agent", "content": "x"}),
+            false,
+        )
+        .await;
+    assert!(
+        r.body["details"]
+            .as_str()
+            .is_some_and(|d| d.contains(CONV_RUTH)),
+        "a role that bypasses RLS sees the key, as PostgreSQL shows it: {r:?}"
+    );
+    assert_eq!(
+        without_id(&r.body, CONV_RUTH),
+        without_id(&absent.body, &missing)
+    );
+    // Same-site references still work.
+    let r = alice
+        .patch(
+            &format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
+            json!({"assigned_agent_id": AGENT_ALICE_SITE_1}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    stack.shutdown().await;
+}
