@@ -268,6 +268,13 @@ fn config(extra: Value) -> Value {
     c
 }
 
+/// Joins and asserts an ok reply; returns the join ref.
+async fn join_ok_with(ws: &mut Ws, topic: &str, payload: Value) -> String {
+    let (jr, reply) = ws.join(topic, payload).await;
+    assert_eq!(reply.payload["status"], "ok", "join {topic}: {reply:?}");
+    jr
+}
+
 /// Raw HTTP request (the tests need no HTTP client library): returns status and body.
 async fn http(
     port: u16,
@@ -1576,4 +1583,100 @@ async fn databases_do_not_leak_into_each_other() {
         .get(0);
     assert_eq!(n, 0);
     s2.shutdown().await;
+}
+
+#[tokio::test]
+async fn private_channels_check_the_write_policy_for_broadcasts_and_tracks() {
+    let stack = Stack::for_tests().await.expect("stack");
+    db(&stack)
+        .await
+        .batch_execute(
+            "create policy rt_read on realtime.messages for select to authenticated
+               using (realtime.topic() in ('ro', 'rw'));
+             create policy rt_write on realtime.messages for insert to authenticated
+               with check (realtime.topic() = 'rw');",
+        )
+        .await
+        .expect("policies");
+    let user = stack.user_token("c0000000-0000-4000-8000-0000000000aa", None);
+    let private = |extra: Value| {
+        let mut c = config(extra);
+        c["private"] = json!(true);
+        json!({"config": c, "access_token": user})
+    };
+    let mut reader = Ws::connect(&stack, stack.anon_key(), "2.0.0").await;
+    let mut listener = Ws::connect(&stack, stack.anon_key(), "1.0.0").await;
+    let mut service = Ws::connect(&stack, stack.service_role_key(), "1.0.0").await;
+    let ack = json!({"broadcast": {"ack": true, "self": false}});
+    let jr = join_ok_with(&mut reader, "realtime:ro", private(ack.clone())).await;
+    join_ok_with(&mut listener, "realtime:ro", private(json!({}))).await;
+    let mut c = config(ack.clone());
+    c["private"] = json!(true);
+    let js = join_ok_with(&mut service, "realtime:ro", json!({ "config": c })).await;
+
+    // Read but no write: a text and a binary broadcast are dropped without a reply, even with
+    // ack on (the heartbeat's reply comes first), and reach nobody (the service role's later
+    // broadcast is the first the listener gets).
+    let dropped = reader
+        .push(
+            Some(&jr),
+            "realtime:ro",
+            "broadcast",
+            json!({"type": "broadcast", "event": "typing", "payload": {"n": 1}}),
+        )
+        .await;
+    let r = reader.next_ref();
+    reader
+        .send_raw(Message::Binary(
+            kind3(&jr, &r, "realtime:ro", "typing", true, br#"{"n":2}"#).into(),
+        ))
+        .await;
+    let hb = reader.push(None, "phoenix", "heartbeat", json!({})).await;
+    let first_reply = reader.expect("a reply", |f| f.event == "phx_reply").await;
+    assert_eq!(
+        first_reply.msg_ref,
+        json!(hb),
+        "no reply to the dropped broadcasts ({dropped}, {r})"
+    );
+    let allowed = json!({"type": "broadcast", "event": "typing", "payload": {"n": 3}});
+    let r = service
+        .push(Some(&js), "realtime:ro", "broadcast", allowed.clone())
+        .await;
+    service.reply_to(&r).await;
+    let got = listener.next_relevant("the service role's broadcast").await;
+    assert_eq!(got.payload, allowed);
+    // Tracking presence needs write too: an error reply with an empty response.
+    let r = reader
+        .push(
+            Some(&jr),
+            "realtime:ro",
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"a": 1}}),
+        )
+        .await;
+    let f = reader.reply_to(&r).await;
+    assert_eq!(f.payload, json!({"status": "error", "response": {}}));
+
+    // Read and write: broadcasts are acknowledged and relayed, tracking works.
+    let jw = join_ok_with(&mut reader, "realtime:rw", private(ack)).await;
+    join_ok_with(&mut listener, "realtime:rw", private(json!({}))).await;
+    let p = json!({"type": "broadcast", "event": "typing", "payload": {"n": 4}});
+    let r = reader
+        .push(Some(&jw), "realtime:rw", "broadcast", p.clone())
+        .await;
+    assert_eq!(reader.reply_to(&r).await.payload["status"], "ok");
+    assert_eq!(listener.next_relevant("allowed broadcast").await.payload, p);
+    let r = reader
+        .push(
+            Some(&jw),
+            "realtime:rw",
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"a": 1}}),
+        )
+        .await;
+    assert_eq!(
+        reader.reply_to(&r).await.payload,
+        json!({"status": "ok", "response": {}})
+    );
+    stack.shutdown().await;
 }

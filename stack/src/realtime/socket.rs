@@ -6,6 +6,7 @@ use super::hub::{room_key, JoinSpec};
 use super::proto::{self, Incoming, Msg, Out, UserBroadcast, Vsn};
 use super::Shared;
 use crate::jwt;
+use crate::jwt::Claims;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -32,6 +33,12 @@ struct Chan {
     token: String,
     exp: i64,
     pg_params: Vec<Value>,
+    /// The role and claims of the channel's token (for the write check of private channels).
+    role: String,
+    claims: Claims,
+    /// Private channels: the RLS write check, made at the first broadcast or track and
+    /// cached until the token changes (as Supabase Realtime does).
+    can_write: Option<bool>,
 }
 
 struct Socket {
@@ -197,8 +204,15 @@ impl Socket {
                     "broadcast",
                     Value::Null,
                 );
-                let Some(chan) = self.chans.get(&topic) else {
+                if !self.chans.contains_key(&topic) {
                     self.send(m.reply("error", json!({"reason": "unmatched topic"})));
+                    return;
+                }
+                if !self.may_write(&topic).await {
+                    tracing::debug!("realtime: broadcast on {topic} refused by the write policy");
+                    return;
+                }
+                let Some(chan) = self.chans.get(&topic) else {
                     return;
                 };
                 let out = Out::User(Arc::new(UserBroadcast {
@@ -270,11 +284,56 @@ impl Socket {
                 self.send(m.reply("ok", json!({})));
                 self.close_chan(&m.topic);
             }
-            "broadcast" => self.on_broadcast(m),
-            "presence" => self.on_presence(m),
+            "broadcast" => {
+                if self.may_write(&m.topic).await {
+                    self.on_broadcast(m);
+                } else {
+                    // Supabase drops it silently: no reply, even with ack on.
+                    tracing::debug!(
+                        "realtime: broadcast on {} refused by the write policy",
+                        m.topic
+                    );
+                }
+            }
+            "presence" => {
+                let tracks = m
+                    .payload
+                    .get("event")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| e.eq_ignore_ascii_case("track"));
+                if tracks && !self.may_write(&m.topic).await {
+                    self.send(m.reply("error", json!({})));
+                } else {
+                    self.on_presence(m);
+                }
+            }
             "access_token" => self.on_access_token(m),
             other => tracing::debug!("realtime: ignoring event {other:?} on {}", m.topic),
         }
+    }
+
+    /// Whether the channel may broadcast and track: always on public channels; on private
+    /// ones the RLS write policy on `realtime.messages` decides, once per token.
+    async fn may_write(&mut self, topic: &str) -> bool {
+        let Some(chan) = self.chans.get(topic) else {
+            return false;
+        };
+        if !chan.private {
+            return true;
+        }
+        if let Some(ok) = chan.can_write {
+            return ok;
+        }
+        let (name, role, claims) = (chan.name.clone(), chan.role.clone(), chan.claims.clone());
+        let ok = self
+            .shared
+            .authorize_private(&name, &role, &claims, true)
+            .await
+            .is_ok();
+        if let Some(chan) = self.chans.get_mut(topic) {
+            chan.can_write = Some(ok);
+        }
+        ok
     }
 
     /// Sends `phx_close` for a channel and forgets it.
@@ -421,6 +480,9 @@ impl Socket {
                 token,
                 exp: verified.exp,
                 pg_params: pg_params.clone(),
+                role: verified.role.clone(),
+                claims: verified.claims.clone(),
+                can_write: None,
             },
         );
         self.send(m.reply("ok", json!({"postgres_changes": echo})));
@@ -592,6 +654,9 @@ impl Socket {
                 if let Some(c) = self.chans.get_mut(&m.topic) {
                     c.token = token.to_string();
                     c.exp = v.exp;
+                    c.role = v.role.clone();
+                    c.claims = v.claims.clone();
+                    c.can_write = None;
                 }
                 self.shared
                     .hub
