@@ -165,7 +165,8 @@ impl<'a> Agents<'a> {
     /// A site has at most one agent per user: when one exists already (even a deactivated
     /// one), the result is an [`ErrorKind::Conflict`] error saying so. A blank display name or
     /// a capacity below 1 is refused before any request ([`ErrorKind::InvalidInput`]); the
-    /// display name is stored trimmed. The department is not checked to belong to the site.
+    /// display name is stored trimmed. A department of another site is refused like a missing
+    /// one ([`ErrorKind::Conflict`], 23503; migration `20260101000900_same_site_references.sql`).
     ///
     /// ```no_run
     /// # async fn demo(chat: livechat::chat::Chat, site: uuid::Uuid, user: uuid::Uuid) -> livechat::Result<()> {
