@@ -70,20 +70,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let stack = Stack::for_tests_seeded().await.expect("a seeded stack");
-        let (db, conn) = tokio_postgres::connect(&stack.db_url(), tokio_postgres::NoTls)
-            .await
-            .expect("a database connection");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let (stack, db) = entity::seeded_stack_and_db().await;
         let service = Chat::new(client(&stack.url(), stack.service_role_key()));
         let anon = client(&stack.url(), stack.anon_key());
         let alice = Chat::new(anon.with_access_token(stack.user_token(ALICE.0, Some(ALICE.1))));

@@ -55,6 +55,8 @@
 //! widget settings of an agency-B site that has none creates its default row (exactly as the
 //! anon key does, and nothing else).
 
+#[path = "chat_support/entity.rs"]
+mod entity;
 mod live_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -190,20 +192,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let stack = Stack::for_tests_seeded().await.expect("a seeded stack");
-        let (db, conn) = tokio_postgres::connect(&stack.db_url(), tokio_postgres::NoTls)
-            .await
-            .expect("a superuser database connection");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let (stack, db) = entity::seeded_stack_and_db().await;
         let anon_client = Client::new(Config::new(stack.url(), stack.anon_key()).expect("config"))
             .expect("an anon client");
         let alice_client = anon_client.with_access_token(stack.user_token(ALICE.0, Some(ALICE.1)));

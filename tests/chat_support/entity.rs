@@ -1,12 +1,35 @@
 //! Helpers shared by the entity test files (agents/departments, canned/knowledge base,
-//! widget/visitors): a client from URL and key, a counting HTTP proxy that proves how many
-//! requests an action takes, and the invalid-input assertion.
+//! widget/visitors) and the tenant-isolation sweep: a seeded stack with a superuser database
+//! connection, a client from URL and key, a counting HTTP proxy that proves how many requests
+//! an action takes, and the invalid-input assertion.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
 use livechat::{Client, Config, ErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Test logging (`RUST_LOG`, default `warn`), a seeded stack (a database of its own) and a
+/// superuser connection to that database (it bypasses row-level security).
+pub async fn seeded_stack_and_db() -> (livechat_stack::Stack, tokio_postgres::Client) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let stack = livechat_stack::Stack::for_tests_seeded()
+        .await
+        .expect("a seeded stack");
+    let (db, conn) = tokio_postgres::connect(&stack.db_url(), tokio_postgres::NoTls)
+        .await
+        .expect("a superuser database connection");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (stack, db)
+}
 
 pub fn client(url: &str, key: &str) -> Client {
     Client::new(Config::new(url, key).expect("a config")).expect("a client")
