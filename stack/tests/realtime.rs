@@ -1592,9 +1592,11 @@ async fn private_channels_check_the_write_policy_for_broadcasts_and_tracks() {
         .await
         .batch_execute(
             "create policy rt_read on realtime.messages for select to authenticated
-               using (realtime.topic() in ('ro', 'rw'));
+               using (realtime.topic() in ('ro', 'rw', 'po'));
              create policy rt_write on realtime.messages for insert to authenticated
-               with check (realtime.topic() = 'rw');",
+               with check (realtime.topic() = 'rw');
+             create policy rt_track on realtime.messages for insert to authenticated
+               with check (realtime.topic() = 'po' and extension = 'presence');",
         )
         .await
         .expect("policies");
@@ -1678,5 +1680,66 @@ async fn private_channels_check_the_write_policy_for_broadcasts_and_tracks() {
         reader.reply_to(&r).await.payload,
         json!({"status": "ok", "response": {}})
     );
+
+    // Write checks are per extension: presence may be written on 'po', broadcasts may not.
+    let jp = join_ok_with(
+        &mut reader,
+        "realtime:po",
+        private(json!({"broadcast": {"ack": true, "self": false}})),
+    )
+    .await;
+    let r = reader
+        .push(
+            Some(&jp),
+            "realtime:po",
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"a": 2}}),
+        )
+        .await;
+    assert_eq!(
+        reader.reply_to(&r).await.payload,
+        json!({"status": "ok", "response": {}})
+    );
+    let dropped = reader
+        .push(
+            Some(&jp),
+            "realtime:po",
+            "broadcast",
+            json!({"type": "broadcast", "event": "typing", "payload": {}}),
+        )
+        .await;
+    let hb = reader.push(None, "phoenix", "heartbeat", json!({})).await;
+    let first = reader.expect("a reply", |f| f.event == "phx_reply").await;
+    assert_eq!(first.msg_ref, json!(hb), "no reply to {dropped}");
+
+    // A token refresh is authorized again: the anon key may not read 'rw', so the channel is
+    // closed with a system error (the socket stays up).
+    reader
+        .push(
+            Some(&jw),
+            "realtime:rw",
+            "access_token",
+            json!({"access_token": stack.anon_key()}),
+        )
+        .await;
+    let sys = reader
+        .expect("system error on rw", |f| {
+            f.event == "system" && f.topic == "realtime:rw"
+        })
+        .await;
+    assert_eq!(sys.payload["status"], "error", "{sys:?}");
+    assert!(
+        sys.payload["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Unauthorized")),
+        "{sys:?}"
+    );
+    reader
+        .expect("phx_close of rw", |f| {
+            f.event == "phx_close" && f.topic == "realtime:rw"
+        })
+        .await;
+    // The socket stays up.
+    reader.heartbeat_roundtrip().await;
     stack.shutdown().await;
 }

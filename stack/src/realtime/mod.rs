@@ -82,14 +82,15 @@ impl Shared {
     }
 
     /// Authorization of a private channel through RLS on `realtime.messages`, as Supabase does:
-    /// read = the role can see a `broadcast`/`presence` row of the topic, write = it can insert
-    /// one. Without a `realtime.messages` table private channels are open.
+    /// read (`write: None`) = the role can see a `broadcast`/`presence` row of the topic; write
+    /// (`Some(extension)`) = it can insert a row of that extension (`broadcast` for sending,
+    /// `presence` for tracking). Without a `realtime.messages` table private channels are open.
     async fn authorize_private(
         &self,
         topic_name: &str,
         role: &str,
         claims: &Claims,
-        write: bool,
+        write: Option<&str>,
     ) -> Result<(), String> {
         let denied = || {
             format!(
@@ -118,7 +119,7 @@ impl Shared {
                     &[&topic_name],
                 )
                 .await?;
-            if !write {
+            if write.is_none() {
                 client
                     .execute(
                         "INSERT INTO realtime.messages (topic, extension, private) \
@@ -133,12 +134,12 @@ impl Shared {
                     &[&role, &claims_json],
                 )
                 .await?;
-            let ok = if write {
+            let ok = if let Some(extension) = write {
                 client
                     .execute(
                         "INSERT INTO realtime.messages (topic, extension, private) \
-                         VALUES ($1, 'broadcast', true)",
-                        &[&topic_name],
+                         VALUES ($1, $2, true)",
+                        &[&topic_name, &extension],
                     )
                     .await
                     .is_ok()
@@ -506,7 +507,12 @@ async fn rest_batch(
                 Some(v) => *v,
                 None => {
                     let v = shared
-                        .authorize_private(&topic, &verified.role, &verified.claims, true)
+                        .authorize_private(
+                            &topic,
+                            &verified.role,
+                            &verified.claims,
+                            Some("broadcast"),
+                        )
                         .await
                         .is_ok();
                     write_ok.insert(topic.clone(), v);
@@ -567,7 +573,7 @@ async fn rest_single(
         last_param(&query_params(&uri), "private").is_some_and(|p| p.eq_ignore_ascii_case("true"));
     if private
         && shared
-            .authorize_private(&topic, &verified.role, &verified.claims, true)
+            .authorize_private(&topic, &verified.role, &verified.claims, Some("broadcast"))
             .await
             .is_err()
     {

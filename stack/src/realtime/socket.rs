@@ -19,6 +19,10 @@ use tokio::time::Instant;
 
 /// Maximum channels per socket.
 const MAX_CHANNELS: usize = 100;
+/// The `realtime.messages` extension a private channel's write check inserts for a broadcast.
+const WRITE_BROADCAST: &str = "broadcast";
+/// ...and for a presence track.
+const WRITE_PRESENCE: &str = "presence";
 /// Maximum broadcast payload (3000 KB plus slack).
 const MAX_PAYLOAD_BYTES: usize = 3000 * 1024 + 500;
 
@@ -36,9 +40,10 @@ struct Chan {
     /// The role and claims of the channel's token (for the write check of private channels).
     role: String,
     claims: Claims,
-    /// Private channels: the RLS write check, made at the first broadcast or track and
-    /// cached until the token changes (as Supabase Realtime does).
-    can_write: Option<bool>,
+    /// Private channels: the RLS write checks (broadcast, presence), made at the first
+    /// broadcast or track and cached until the token changes (as Supabase Realtime does).
+    can_broadcast: Option<bool>,
+    can_track: Option<bool>,
 }
 
 struct Socket {
@@ -208,7 +213,7 @@ impl Socket {
                     self.send(m.reply("error", json!({"reason": "unmatched topic"})));
                     return;
                 }
-                if !self.may_write(&topic).await {
+                if !self.may_write(&topic, WRITE_BROADCAST).await {
                     tracing::debug!("realtime: broadcast on {topic} refused by the write policy");
                     return;
                 }
@@ -285,7 +290,7 @@ impl Socket {
                 self.close_chan(&m.topic);
             }
             "broadcast" => {
-                if self.may_write(&m.topic).await {
+                if self.may_write(&m.topic, WRITE_BROADCAST).await {
                     self.on_broadcast(m);
                 } else {
                     // Supabase drops it silently: no reply, even with ack on.
@@ -301,37 +306,46 @@ impl Socket {
                     .get("event")
                     .and_then(Value::as_str)
                     .is_some_and(|e| e.eq_ignore_ascii_case("track"));
-                if tracks && !self.may_write(&m.topic).await {
+                if tracks && !self.may_write(&m.topic, WRITE_PRESENCE).await {
                     self.send(m.reply("error", json!({})));
                 } else {
                     self.on_presence(m);
                 }
             }
-            "access_token" => self.on_access_token(m),
+            "access_token" => self.on_access_token(m).await,
             other => tracing::debug!("realtime: ignoring event {other:?} on {}", m.topic),
         }
     }
 
     /// Whether the channel may broadcast and track: always on public channels; on private
     /// ones the RLS write policy on `realtime.messages` decides, once per token.
-    async fn may_write(&mut self, topic: &str) -> bool {
+    async fn may_write(&mut self, topic: &str, extension: &'static str) -> bool {
         let Some(chan) = self.chans.get(topic) else {
             return false;
         };
         if !chan.private {
             return true;
         }
-        if let Some(ok) = chan.can_write {
+        let cached = if extension == WRITE_PRESENCE {
+            chan.can_track
+        } else {
+            chan.can_broadcast
+        };
+        if let Some(ok) = cached {
             return ok;
         }
         let (name, role, claims) = (chan.name.clone(), chan.role.clone(), chan.claims.clone());
         let ok = self
             .shared
-            .authorize_private(&name, &role, &claims, true)
+            .authorize_private(&name, &role, &claims, Some(extension))
             .await
             .is_ok();
         if let Some(chan) = self.chans.get_mut(topic) {
-            chan.can_write = Some(ok);
+            if extension == WRITE_PRESENCE {
+                chan.can_track = Some(ok);
+            } else {
+                chan.can_broadcast = Some(ok);
+            }
         }
         ok
     }
@@ -441,7 +455,7 @@ impl Socket {
         if private {
             if let Err(reason) = self
                 .shared
-                .authorize_private(&name, &verified.role, &verified.claims, false)
+                .authorize_private(&name, &verified.role, &verified.claims, None)
                 .await
             {
                 self.join_error(&m, reason);
@@ -482,7 +496,8 @@ impl Socket {
                 pg_params: pg_params.clone(),
                 role: verified.role.clone(),
                 claims: verified.claims.clone(),
-                can_write: None,
+                can_broadcast: None,
+                can_track: None,
             },
         );
         self.send(m.reply("ok", json!({"postgres_changes": echo})));
@@ -629,7 +644,7 @@ impl Socket {
         }
     }
 
-    fn on_access_token(&mut self, m: Msg) {
+    async fn on_access_token(&mut self, m: Msg) {
         let Some(token) = m.payload.get("access_token").and_then(Value::as_str) else {
             return;
         };
@@ -651,12 +666,29 @@ impl Socket {
                 self.shutdown_chan(&m.topic, &e.message());
             }
             Ok(v) => {
+                // A private channel is authorized again for the new claims (read policies);
+                // denied, it is closed as Supabase does.
+                let private = self
+                    .chans
+                    .get(&m.topic)
+                    .map(|c| (c.private, c.name.clone()));
+                if let Some((true, name)) = private {
+                    if let Err(reason) = self
+                        .shared
+                        .authorize_private(&name, &v.role, &v.claims, None)
+                        .await
+                    {
+                        self.shutdown_chan(&m.topic, &reason);
+                        return;
+                    }
+                }
                 if let Some(c) = self.chans.get_mut(&m.topic) {
                     c.token = token.to_string();
                     c.exp = v.exp;
                     c.role = v.role.clone();
                     c.claims = v.claims.clone();
-                    c.can_write = None;
+                    c.can_broadcast = None;
+                    c.can_track = None;
                 }
                 self.shared
                     .hub
