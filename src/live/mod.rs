@@ -133,8 +133,9 @@ pub enum Error {
     #[error("the live feed has stopped")]
     Closed,
     /// The caller cannot see what the feed would follow (the conversation or site does not
-    /// exist, or belongs to another tenant): checked through REST, with row-level security,
-    /// before any channel is joined, so nothing was subscribed.
+    /// exist, or belongs to another tenant): asked through REST as the caller (row-level
+    /// security for a conversation, `mod_chat_can_access_site` for a site) before any
+    /// channel is joined, so nothing was subscribed.
     #[error("{0} is not visible to this caller: nothing was subscribed")]
     NotVisible(String),
 }
@@ -275,10 +276,32 @@ impl Live {
             .await
     }
 
-    /// Fails with [`Error::NotVisible`] unless the caller can read the site (members of its
-    /// agency and the service role can).
+    /// Fails with [`Error::NotVisible`] unless the caller may follow the site: a member of its
+    /// agency, or the service role (`mod_chat_can_access_site`, migration
+    /// `20260101000800_realtime_authorization.sql`; the same rule the realtime server applies
+    /// to the site's private channels).
     pub(crate) async fn ensure_site_visible(&self, id: Uuid) -> Result<(), Error> {
-        self.ensure_visible("sites", "id", id, "site").await
+        if !self.check_access {
+            return Ok(());
+        }
+        let answer: crate::Result<bool> = self
+            .rest
+            .rpc(
+                "mod_chat_can_access_site",
+                &serde_json::json!({ "p_site_id": id }),
+            )
+            .call()
+            .await;
+        let ok = match answer {
+            Ok(ok) => ok,
+            // anon may not even ask (42501): it follows no site.
+            Err(e) if e.code() == Some("42501") => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !ok {
+            return Err(Error::NotVisible(format!("site {id}")));
+        }
+        Ok(())
     }
 
     /// The REST client used for catch-up queries.

@@ -14,14 +14,13 @@
 -- (Rust: `Live::private_channels(true)`; supabase-js: `supabase.channel(name, { config:
 -- { private: true } })`) must switch together.
 --
--- Policies (the checks run as the client's role, so the chat tables' own row-level security
--- decides; nothing is duplicated here):
+-- Policies (the checks run as the client's role):
 --   chat:<id>              read and write for whoever can SELECT that conversation: members of
 --                          its site's agency (authenticated) and the visitor token of its
 --                          visitor (anon, migration 20260101000500). The plain anon key
 --                          cannot.
---   conversations:<site>   read and write for whoever can SELECT that site: members of its
---   presence:chat:<site>   agency (authenticated). Not anon, not visitor tokens.
+--   conversations:<site>   read and write for members of the site's agency (authenticated;
+--   presence:chat:<site>   public.mod_chat_can_access_site below). Not anon, not visitor tokens.
 --   anything else          no policy of this file (other policies of the project still apply).
 -- service_role bypasses row-level security and joins everything.
 --
@@ -49,6 +48,42 @@ comment on function mod_chat_private.topic_uuid(text, text) is
 
 revoke all on function mod_chat_private.topic_uuid(text, text) from public;
 grant execute on function mod_chat_private.topic_uuid(text, text) to anon, authenticated, service_role;
+
+-- Whether the calling role may follow a site: a member of the site's agency (the membership
+-- that "site isolation" checks: public.sites joined to public.agency_members on auth.uid()),
+-- or a role that bypasses row-level security (service_role) for any existing site. Not
+-- whatever the platform's own policies on public.sites let a role read: those may be wider
+-- (a CMS may publish its sites). SECURITY INVOKER; callable through /rest/v1/rpc, where
+-- `live` feeds ask it before joining a site's channels. Not for anon (like every chat
+-- function but the two widget ones), which follows no site.
+create or replace function public.mod_chat_can_access_site(p_site_id uuid)
+returns boolean
+language sql
+stable
+security invoker
+set search_path = ''
+as $$
+  select case
+    when exists (
+      select 1 from pg_catalog.pg_roles r
+      where r.rolname = current_user and (r.rolbypassrls or r.rolsuper)
+    )
+    then exists (select 1 from public.sites s where s.id = p_site_id)
+    else exists (
+      select 1
+      from public.sites s
+      join public.agency_members am on am.agency_id = s.agency_id
+      where s.id = p_site_id
+        and am.user_id = (select auth.uid())
+    )
+  end
+$$;
+
+comment on function public.mod_chat_can_access_site(uuid) is
+  'True when the caller is a member of the site''s agency (or bypasses RLS and the site exists): who may follow the site''s conversations and agent presence.';
+
+revoke all on function public.mod_chat_can_access_site(uuid) from public, anon;
+grant execute on function public.mod_chat_can_access_site(uuid) to authenticated, service_role;
 
 do $$
 begin
@@ -86,26 +121,20 @@ begin
     for select to authenticated
     using (
       extension in ('broadcast', 'presence')
-      and exists (
-        select 1 from public.sites s
-        where s.id = coalesce(
-          mod_chat_private.topic_uuid((select realtime.topic()), 'presence:chat:'),
-          mod_chat_private.topic_uuid((select realtime.topic()), 'conversations:')
-        )
-      )
+      and public.mod_chat_can_access_site(coalesce(
+        mod_chat_private.topic_uuid((select realtime.topic()), 'presence:chat:'),
+        mod_chat_private.topic_uuid((select realtime.topic()), 'conversations:')
+      ))
     );
   drop policy if exists "site topics: agency members send" on realtime.messages;
   create policy "site topics: agency members send" on realtime.messages
     for insert to authenticated
     with check (
       extension in ('broadcast', 'presence')
-      and exists (
-        select 1 from public.sites s
-        where s.id = coalesce(
-          mod_chat_private.topic_uuid((select realtime.topic()), 'presence:chat:'),
-          mod_chat_private.topic_uuid((select realtime.topic()), 'conversations:')
-        )
-      )
+      and public.mod_chat_can_access_site(coalesce(
+        mod_chat_private.topic_uuid((select realtime.topic()), 'presence:chat:'),
+        mod_chat_private.topic_uuid((select realtime.topic()), 'conversations:')
+      ))
     );
 end
 $$;
