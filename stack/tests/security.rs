@@ -741,6 +741,25 @@ async fn plain_anon_key_reads_settings_and_creates_visitors_and_conversations_on
         );
     }
     let anon = Rest::new(&stack, Some(stack.anon_key().to_string()));
+    // Widget settings are public, but not their internal columns (migration 000700).
+    for column in [
+        "blocked_ips",
+        "whatsapp_business_account_id",
+        "whatsapp_phone_number_id",
+        "whatsapp_welcome_template",
+        "*",
+    ] {
+        anon.get(&format!("mod_chat_widget_settings?select={column}"))
+            .await
+            .assert_refused(401, column);
+    }
+    assert_eq!(
+        anon.get("mod_chat_widget_settings?select=site_id,primary_color,welcome_message")
+            .await
+            .rows()
+            .len(),
+        3
+    );
 
     // Create a visitor (client-chosen id, return=minimal: anon cannot read it back) and a
     // conversation for it.
@@ -1608,6 +1627,12 @@ async fn the_widget_cannot_plant_agent_fields_in_what_it_creates() {
 const AGENT_DAVE_SITE_3: &str = "e0000000-0000-4000-8000-000000000301";
 const DEPT_SITE_3: &str = "d0000000-0000-4000-8000-000000000301";
 
+/// `mod_chat_can_access_site(site)` as `api`.
+async fn ask(api: &Rest, site: &str) -> Resp {
+    api.rpc("mod_chat_can_access_site", json!({ "p_site_id": site }))
+        .await
+}
+
 /// The error body with the referenced id replaced, to compare "another site's row" with
 /// "no such row".
 fn without_id(body: &Value, id: &str) -> String {
@@ -1774,5 +1799,90 @@ async fn references_to_another_agencys_rows_look_absent_and_write_nothing_there(
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
+    stack.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Private site channels follow agency membership, not the platform's policies on `sites`
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn site_channels_follow_membership_even_when_the_platform_publishes_its_sites() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let c = db(&stack).await;
+    // A CMS may let every signed-in user read its (published) sites.
+    c.batch_execute(
+        "create policy \"published sites\" on public.sites for select to authenticated using (true);",
+    )
+    .await
+    .expect("broad sites policy");
+    let alice_token = stack.user_token(ALICE, Some("alice@acme.test"));
+    let dave_token = stack.user_token(DAVE, Some("dave@beta.test"));
+    let dave = Rest::new(&stack, Some(dave_token.clone()));
+    assert_eq!(
+        dave.get(&format!("sites?select=id&id=eq.{SITE_1}"))
+            .await
+            .rows()
+            .len(),
+        1,
+        "precondition: dave reads agency A's site row"
+    );
+    // The membership question the library's feeds ask before joining.
+    assert_eq!(ask(&dave, SITE_1).await.body, json!(false));
+    assert_eq!(ask(&dave, SITE_3).await.body, json!(true));
+    let alice = Rest::new(&stack, Some(alice_token.clone()));
+    assert_eq!(ask(&alice, SITE_1).await.body, json!(true));
+    let service = Rest::new(&stack, Some(stack.service_role_key().to_string()));
+    assert_eq!(ask(&service, SITE_3).await.body, json!(true));
+    assert_eq!(
+        ask(&service, "b0000000-0000-4000-8000-0000000000ff")
+            .await
+            .body,
+        json!(false)
+    );
+    ask(&Rest::new(&stack, None), SITE_1)
+        .await
+        .assert_refused(401, "anon asks");
+
+    // The realtime server: dave is refused agency A's private site channels, alice is not.
+    let mut ws = Ws::connect(&stack, stack.anon_key()).await;
+    for topic in [
+        format!("realtime:presence:chat:{SITE_1}"),
+        format!("realtime:conversations:{SITE_1}"),
+    ] {
+        for (token, ok) in [(&dave_token, false), (&alice_token, true)] {
+            let r = ws
+                .push(
+                    &topic,
+                    "phx_join",
+                    json!({"config": {"private": true, "broadcast": {"ack": false, "self": false},
+                                      "presence": {"key": "", "enabled": true},
+                                      "postgres_changes": []},
+                           "access_token": token}),
+                )
+                .await;
+            let reply = ws
+                .expect("join reply", |v| {
+                    v["event"] == "phx_reply" && v["ref"] == json!(r)
+                })
+                .await;
+            if ok {
+                assert_eq!(reply["payload"]["status"], "ok", "{topic}: {reply}");
+                ws.push(&topic, "phx_leave", json!({})).await;
+                ws.expect("leave reply", |v| {
+                    v["event"] == "phx_reply" && v["topic"] == json!(topic)
+                })
+                .await;
+            } else {
+                assert_eq!(reply["payload"]["status"], "error", "{topic}: {reply}");
+                assert!(
+                    reply["payload"]["response"]["reason"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Unauthorized")),
+                    "{topic}: {reply}"
+                );
+            }
+        }
+    }
     stack.shutdown().await;
 }

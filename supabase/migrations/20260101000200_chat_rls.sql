@@ -74,6 +74,23 @@ create policy "widget public insert" on public.mod_chat_messages
   for insert to anon
   with check (true);
 
-grant select on public.mod_chat_widget_settings to anon;
-grant insert on public.mod_chat_visitors, public.mod_chat_conversations, public.mod_chat_messages
-  to anon;
+-- Only where anon has no privilege of the kind yet: a re-run must not widen the column
+-- privileges of 20260101000700_visitor_columns.sql back to whole tables.
+do $$
+declare
+  g record;
+begin
+  for g in
+    select * from (values
+      ('mod_chat_widget_settings', 'SELECT'),
+      ('mod_chat_visitors', 'INSERT'),
+      ('mod_chat_conversations', 'INSERT'),
+      ('mod_chat_messages', 'INSERT')
+    ) as v(tbl, priv)
+  loop
+    if not has_any_column_privilege('anon', format('public.%I', g.tbl), g.priv) then
+      execute format('grant %s on public.%I to anon', g.priv, g.tbl);
+    end if;
+  end loop;
+end
+$$;

@@ -16,11 +16,16 @@
 -- This file closes both:
 --
 --   * Column privileges for `anon` (the plain anon key and visitor tokens alike; `authenticated`
---     and `service_role` are unchanged) on the three tables a visitor reaches:
+--     and `service_role` are unchanged) on the three tables a visitor reaches and on the
+--     publicly readable widget settings:
 --       SELECT: every column except
 --         mod_chat_conversations: internal_notes, tags
 --         mod_chat_visitors:      notes, tags, crm_contact_id
---         (mod_chat_messages: all columns; its notes are hidden as rows by RLS)
+--         mod_chat_widget_settings: blocked_ips and the WhatsApp account fields
+--                                 (whatsapp_business_account_id, whatsapp_phone_number_id,
+--                                 whatsapp_welcome_template), which the public settings
+--                                 function withholds too
+--         (mod_chat_messages: the whole table, as before; its notes are hidden as rows by RLS)
 --       INSERT: only the columns a widget supplies (a visitor cannot plant internal notes, tags,
 --         counters, ratings, a priority or backdated timestamps in the agents' view):
 --         mod_chat_visitors:      id, site_id, external_id, name, email, phone, avatar_url,
@@ -34,6 +39,7 @@
 --                                 sender_id, sender_name, sender_avatar, content, content_type,
 --                                 file_url, file_name, file_size, file_mime_type,
 --                                 is_internal_note and is_ai_generated (both kept false)
+--         mod_chat_widget_settings: none (as before: no anon INSERT policy)
 --       UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER: none (no policy allowed UPDATE or DELETE
 --         already; TRUNCATE is not row-level-security checked, so it goes too).
 --     Consequences for widget code: `select=*` on mod_chat_conversations or mod_chat_visitors
@@ -51,7 +57,9 @@
 --     that an agent wrote a note. (The deployed trigger counted notes; message_count of rows
 --     written before this migration keeps those counts.)
 --
--- Moving an existing platform database: run this file after 20260101000500 (it is idempotent).
+-- Moving an existing platform database: run this file after 20260101000500 (it is idempotent;
+-- the migration files are meant to run in order: re-running 20260101000100 alone re-creates
+-- the deployed trigger function, so run this one after it again).
 -- It revokes every table privilege of anon on the three tables and grants the column lists
 -- above; SELECT lists are computed from the table's columns when the file runs, so re-run it
 -- after adding a column that the widget should read. Check what remains with
@@ -80,6 +88,10 @@ begin
        array['internal_notes', 'tags'],
        array['id', 'site_id', 'visitor_id', 'assigned_agent_id', 'department_id', 'status',
              'channel', 'subject', 'metadata']),
+      ('mod_chat_widget_settings',
+       array['blocked_ips', 'whatsapp_business_account_id', 'whatsapp_phone_number_id',
+             'whatsapp_welcome_template'],
+       array[]::text[]),
       ('mod_chat_messages',
        array[]::text[],
        array['id', 'conversation_id', 'site_id', 'sender_type', 'sender_id', 'sender_name',
@@ -90,7 +102,13 @@ begin
     -- Revoking a table privilege also revokes that privilege on every column.
     execute format('revoke all on table public.%I from anon', spec.tbl);
 
+    -- Nothing hidden (messages: their notes are hidden as rows): a table-level SELECT, so that
+    -- columns the platform adds later stay readable and `select=*` keeps working.
+    if cardinality(spec.hidden) = 0 then
+      execute format('grant select on table public.%I to anon', spec.tbl);
+    end if;
     foreach priv in array array['select', 'insert'] loop
+      continue when priv = 'select' and cardinality(spec.hidden) = 0;
       select string_agg(format('%I', a.attname), ', ' order by a.attnum)
       into cols
       from pg_catalog.pg_attribute a
@@ -101,6 +119,7 @@ begin
               when 'select' then not (a.attname::text = any (spec.hidden))
               else a.attname::text = any (spec.insertable)
             end;
+      continue when cols is null;
       execute format('grant %s (%s) on table public.%I to anon', priv, cols, spec.tbl);
     end loop;
   end loop;
