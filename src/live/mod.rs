@@ -11,6 +11,15 @@
 //! filters, broadcast event names and payload fields, so a Rust service and the TypeScript
 //! dashboard see each other's typing indicators and presence.
 //!
+//! # Access
+//!
+//! Before joining, every feed asks through REST, as the caller, whether it may see what it
+//! follows (the conversation under row-level security; the site's agency membership through
+//! `mod_chat_can_access_site`) and otherwise fails with [`Error::NotVisible`], having joined
+//! nothing. The hooks' channels are public, so other clients that know an id can still join
+//! them; [`Live::private_channels`] joins them as private channels, which the realtime server
+//! authorizes (migration `20260101000800_realtime_authorization.sql`).
+//!
 //! # What the Rust feeds add: nothing is lost across reconnects
 //!
 //! The hooks deliver whatever the socket happens to receive: a dropped connection, a rejoin or
