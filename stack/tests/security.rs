@@ -1627,6 +1627,17 @@ async fn the_widget_cannot_plant_agent_fields_in_what_it_creates() {
 const AGENT_DAVE_SITE_3: &str = "e0000000-0000-4000-8000-000000000301";
 const DEPT_SITE_3: &str = "d0000000-0000-4000-8000-000000000301";
 
+/// A visitor row as JSON (superuser).
+async fn visitor_row(c: &tokio_postgres::Client, id: &str) -> Value {
+    c.query_one(
+        "select to_jsonb(v) from public.mod_chat_visitors v where id = $1::text::uuid",
+        &[&id],
+    )
+    .await
+    .expect("visitor")
+    .get(0)
+}
+
 /// `mod_chat_can_access_site(site)` as `api`.
 async fn ask(api: &Rest, site: &str) -> Resp {
     api.rpc("mod_chat_can_access_site", json!({ "p_site_id": site }))
@@ -1884,5 +1895,71 @@ async fn site_channels_follow_membership_even_when_the_platform_publishes_its_si
             }
         }
     }
+    stack.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. The anonymous widget records visits but cannot rewrite who a visitor is
+//     (migration 20260101001000_widget_identify_fills_only.sql)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_widget_identify_call_fills_but_never_overwrites_a_visitors_identity() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let c = db(&stack).await;
+    let anon = Rest::new(&stack, None);
+    // Mia has a name and an e-mail; give her no phone so that one can be filled.
+    c.execute(
+        "update public.mod_chat_visitors set phone = null, whatsapp_phone = '+260970000001', \
+         external_id = 'crm-mia' where id = $1::text::uuid",
+        &[&MIA],
+    )
+    .await
+    .expect("setup");
+    let before = visitor_row(&c, MIA).await;
+    let r = anon
+        .rpc(
+            "mod_chat_widget_identify_visitor",
+            json!({"p_site_id": SITE_1, "p_email": before["email"], "p_name": "Hijacked",
+                   "p_phone": "+260970000999", "p_whatsapp_phone": "+260979999999",
+                   "p_external_id": "evil", "p_current_page_url": "https://acme-store.example/cart"}),
+        )
+        .await;
+    assert_eq!((r.status, r.body.clone()), (200, json!(MIA)), "{r:?}");
+    let after = visitor_row(&c, MIA).await;
+    for kept in ["name", "email", "whatsapp_phone", "external_id"] {
+        assert_eq!(after[kept], before[kept], "{kept} was overwritten");
+    }
+    assert_eq!(after["phone"], "+260970000999", "an empty field is filled");
+    assert_eq!(after["current_page_url"], "https://acme-store.example/cart");
+    assert_eq!(
+        after["total_visits"].as_i64(),
+        before["total_visits"].as_i64().map(|n| n + 1)
+    );
+    // Matched by WhatsApp phone: the e-mail it has stays.
+    let r = anon
+        .rpc(
+            "mod_chat_widget_identify_visitor",
+            json!({"p_site_id": SITE_1, "p_whatsapp_phone": "+260970000001",
+                   "p_email": "attacker@example.com"}),
+        )
+        .await;
+    assert_eq!(r.body, json!(MIA), "{r:?}");
+    assert_eq!(visitor_row(&c, MIA).await["email"], before["email"]);
+    // A new visitor gets everything given.
+    let r = anon
+        .rpc(
+            "mod_chat_widget_identify_visitor",
+            json!({"p_site_id": SITE_1, "p_email": "new-visitor@example.com", "p_name": "Nia",
+                   "p_phone": "+260970000123"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.body.as_str().expect("an id").to_string();
+    let new = visitor_row(&c, &id).await;
+    assert_eq!(
+        (new["name"].clone(), new["phone"].clone()),
+        (json!("Nia"), json!("+260970000123"))
+    );
     stack.shutdown().await;
 }
