@@ -169,12 +169,6 @@ pub struct Live {
     check_access: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct IdRow {
-    #[allow(dead_code)]
-    id: Uuid,
-}
-
 impl Live {
     /// Builds the realtime client from the REST client ([`Client::realtime`]: same URL, API
     /// key and access token). Must be called inside a Tokio runtime.
@@ -254,35 +248,24 @@ impl Live {
         self
     }
 
-    /// One REST read, as the caller: does `table` hold a visible row with `column = id`?
-    async fn ensure_visible(
-        &self,
-        table: &str,
-        column: &str,
-        id: Uuid,
-        what: &str,
-    ) -> Result<(), Error> {
+    /// Fails with [`Error::NotVisible`] unless the caller can read the conversation (one REST
+    /// read of its id, under row-level security).
+    pub(crate) async fn ensure_conversation_visible(&self, id: Uuid) -> Result<(), Error> {
         if !self.check_access {
             return Ok(());
         }
-        let rows: Vec<IdRow> = self
+        let rows: Vec<serde::de::IgnoredAny> = self
             .rest
-            .from(table)
+            .from("mod_chat_conversations")
             .select("id")
-            .eq(column, id)
+            .eq("id", id)
             .limit(1)
             .fetch()
             .await?;
         if rows.is_empty() {
-            return Err(Error::NotVisible(format!("{what} {id}")));
+            return Err(Error::NotVisible(format!("conversation {id}")));
         }
         Ok(())
-    }
-
-    /// Fails with [`Error::NotVisible`] unless the caller can read the conversation.
-    pub(crate) async fn ensure_conversation_visible(&self, id: Uuid) -> Result<(), Error> {
-        self.ensure_visible("mod_chat_conversations", "id", id, "conversation")
-            .await
     }
 
     /// Fails with [`Error::NotVisible`] unless the caller may follow the site: a member of its

@@ -1664,84 +1664,68 @@ async fn references_to_another_agencys_rows_look_absent_and_write_nothing_there(
     let missing = uuid::Uuid::new_v4().to_string();
 
     // Each attempt with agency B's id, then with an id that exists nowhere: the same 409 23503.
-    let own_agent = AGENT_ALICE_SITE_1;
-    type Attempt = Box<dyn Fn(&str) -> (String, Value, bool)>;
-    let attempts: Vec<(&str, &str, Attempt)> = vec![
+    // (what, B's id, path, insert (else patch), body, the column that gets the id)
+    let own_conversation = format!("mod_chat_conversations?id=eq.{CONV_NOAH}");
+    let own_agent = format!("mod_chat_agents?id=eq.{AGENT_ALICE_SITE_1}");
+    let attempts = [
         (
             "message of site 1 into B's conversation",
             CONV_RUTH,
-            Box::new(|id: &str| {
-                (
-                    "mod_chat_messages".to_string(),
-                    json!({"conversation_id": id, "site_id": SITE_1, "sender_type": "agent", "content": "hello B"}),
-                    true,
-                )
-            }),
+            "mod_chat_messages",
+            true,
+            json!({"site_id": SITE_1, "sender_type": "agent", "content": "hello B"}),
+            "conversation_id",
         ),
         (
             "conversation of site 1 for B's visitor",
             RUTH,
-            Box::new(|id: &str| {
-                (
-                    "mod_chat_conversations".to_string(),
-                    json!({"site_id": SITE_1, "visitor_id": id}),
-                    true,
-                )
-            }),
+            "mod_chat_conversations",
+            true,
+            json!({"site_id": SITE_1}),
+            "visitor_id",
         ),
         (
             "own conversation assigned to B's agent",
             AGENT_DAVE_SITE_3,
-            Box::new(|id: &str| {
-                (
-                    format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
-                    json!({"assigned_agent_id": id}),
-                    false,
-                )
-            }),
+            own_conversation.as_str(),
+            false,
+            json!({}),
+            "assigned_agent_id",
         ),
         (
             "own conversation in B's department",
             DEPT_SITE_3,
-            Box::new(|id: &str| {
-                (
-                    format!("mod_chat_conversations?id=eq.{CONV_NOAH}"),
-                    json!({"department_id": id}),
-                    false,
-                )
-            }),
+            own_conversation.as_str(),
+            false,
+            json!({}),
+            "department_id",
         ),
         (
             "own agent in B's department",
             DEPT_SITE_3,
-            Box::new(move |id: &str| {
-                (
-                    format!("mod_chat_agents?id=eq.{own_agent}"),
-                    json!({"department_id": id}),
-                    false,
-                )
-            }),
+            own_agent.as_str(),
+            false,
+            json!({}),
+            "department_id",
         ),
         (
             "analytics row of site 1 for B's agent",
             AGENT_DAVE_SITE_3,
-            Box::new(|id: &str| {
-                (
-                    "mod_chat_analytics".to_string(),
-                    json!({"site_id": SITE_1, "date": "2020-01-02", "agent_id": id}),
-                    true,
-                )
-            }),
+            "mod_chat_analytics",
+            true,
+            json!({"site_id": SITE_1, "date": "2020-01-02"}),
+            "agent_id",
         ),
     ];
-    for (what, b_id, attempt) in &attempts {
+    for (what, b_id, path, insert, base, column) in &attempts {
         let mut bodies = Vec::new();
         for id in [*b_id, missing.as_str()] {
-            let (path, body, insert) = attempt(id);
-            let r = if insert {
-                alice.insert(&path, body, false).await
+            let mut body = base.clone();
+            body[*column] = json!(id);
+            let r = if *insert {
+                alice.insert(path, body, false).await
             } else {
-                alice.patch(&path, body).await
+                alice.patch(path, body).await
             };
             assert_eq!(
                 (r.status, r.body["code"].as_str()),

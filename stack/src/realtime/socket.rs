@@ -300,18 +300,7 @@ impl Socket {
                     );
                 }
             }
-            "presence" => {
-                let tracks = m
-                    .payload
-                    .get("event")
-                    .and_then(Value::as_str)
-                    .is_some_and(|e| e.eq_ignore_ascii_case("track"));
-                if tracks && !self.may_write(&m.topic, WRITE_PRESENCE).await {
-                    self.send(m.reply("error", json!({})));
-                } else {
-                    self.on_presence(m);
-                }
-            }
+            "presence" => self.on_presence(m).await,
             "access_token" => self.on_access_token(m).await,
             other => tracing::debug!("realtime: ignoring event {other:?} on {}", m.topic),
         }
@@ -599,16 +588,21 @@ impl Socket {
         }
     }
 
-    fn on_presence(&mut self, m: Msg) {
-        let Some(chan) = self.chans.get_mut(&m.topic) else {
-            return;
-        };
-        let chan_id = chan.chan_id;
+    async fn on_presence(&mut self, m: Msg) {
         let event = m
             .payload
             .get("event")
             .and_then(Value::as_str)
             .map(str::to_ascii_lowercase);
+        // Tracking on a private channel needs the presence write policy.
+        if event.as_deref() == Some("track") && !self.may_write(&m.topic, WRITE_PRESENCE).await {
+            self.send(m.reply("error", json!({})));
+            return;
+        }
+        let Some(chan) = self.chans.get_mut(&m.topic) else {
+            return;
+        };
+        let chan_id = chan.chan_id;
         match event.as_deref() {
             None => self.send(m.reply("ok", json!({}))),
             Some("track") => {

@@ -275,14 +275,14 @@ fn record_def(table: &Table, cols: &[String]) -> String {
         .join(", ")
 }
 
-/// The representation read over the `pgrst_source` CTE: embed filters apply, root filters
-/// (already used by the mutation) do not.
-fn representation<'c>(
+/// The read plan of a write's representation: embed filters apply, root filters (already
+/// used by the mutation) do not. Built once per write: it decides both the `RETURNING` list
+/// and the representation SQL.
+fn representation_node<'c>(
     cache: &'c SchemaCache,
     table: &'c Table,
     q: &QueryParams,
-    g: &mut Gen,
-) -> Result<String, ApiError> {
+) -> Result<Node<'c>, ApiError> {
     let mut rq = q.clone();
     rq.filters.retain(|(p, _)| !p.is_empty());
     rq.logic.retain(|(p, _)| !p.is_empty());
@@ -291,67 +291,62 @@ fn representation<'c>(
     let items = root_items(q);
     let mut node = build_node(cache, &table.schema, &table.name, Some(table), &items)?;
     attach(&mut node, &rq, false)?;
+    Ok(node)
+}
+
+/// The representation read over the `pgrst_source` CTE.
+fn representation_sql(node: &Node, g: &mut Gen) -> String {
     let src = Source {
         from: "pgrst_source".into(),
         qual: ident("pgrst_source"),
         star: Star::Expanded,
     };
-    Ok(g.select_sql(&node, &src, Vec::new(), 0, false))
+    g.select_sql(node, &src, Vec::new(), 0, false)
 }
 
-/// What a write's `RETURNING` lists: only the columns its representation (or `Location`)
-/// reads, so a role with column-level SELECT privileges can write and read back the columns it
-/// may see (as PostgREST does); `target.*` when the representation selects `*`.
-fn returning_list(
-    cache: &SchemaCache,
-    table: &Table,
-    q: &QueryParams,
-    ret: Return,
-) -> Result<String, ApiError> {
+/// What a write's `RETURNING` lists: only the columns its representation (`rep`) or the
+/// `Location` header (`location`: the primary key) reads, so a role with column-level SELECT
+/// privileges can write and read back the columns it may see (as PostgREST does);
+/// `target.*` when the representation selects `*`, `1` when nothing is read.
+fn returning_list<'a>(table: &'a Table, rep: Option<&'a Node<'_>>, location: bool) -> String {
     let target = qualified(&table.schema, &table.name);
+    let mut wanted: Vec<&'a str> = Vec::new();
+    if let Some(node) = rep {
+        if node.items.iter().any(|i| matches!(i, SelectItem::Star)) {
+            return format!("{target}.*");
+        }
+        for item in &node.items {
+            if let SelectItem::Field { field, .. } = item {
+                wanted.push(&field.name);
+            }
+        }
+        for e in &node.embeds {
+            match &e.rel.junction {
+                Some(j) => wanted.extend(j.fk_origin.fcols.iter().map(String::as_str)),
+                None => wanted.extend(e.rel.pairs.iter().map(|(oc, _)| oc.as_str())),
+            }
+        }
+        wanted.extend(
+            node.order
+                .iter()
+                .filter(|o| o.relation.is_none())
+                .map(|o| o.field.name.as_str()),
+        );
+    }
+    if location {
+        wanted.extend(table.pk.iter().map(String::as_str));
+    }
     let mut cols: Vec<String> = Vec::new();
-    let mut add = |c: &str| {
-        if !cols.iter().any(|x| x == c) {
-            cols.push(c.to_string());
+    for c in wanted {
+        let col = format!("{target}.{}", ident(c));
+        if !cols.contains(&col) {
+            cols.push(col);
         }
-    };
-    match ret {
-        Return::Representation => {
-            let mut rq = q.clone();
-            rq.filters.retain(|(p, _)| !p.is_empty());
-            rq.logic.retain(|(p, _)| !p.is_empty());
-            let items = root_items(q);
-            let mut node = build_node(cache, &table.schema, &table.name, Some(table), &items)?;
-            attach(&mut node, &rq, false)?;
-            if node.items.iter().any(|i| matches!(i, SelectItem::Star)) {
-                return Ok(format!("{target}.*"));
-            }
-            for item in &node.items {
-                if let SelectItem::Field { field, .. } = item {
-                    add(&field.name);
-                }
-            }
-            for e in &node.embeds {
-                match &e.rel.junction {
-                    Some(j) => j.fk_origin.fcols.iter().for_each(|c| add(c)),
-                    None => e.rel.pairs.iter().for_each(|(oc, _)| add(oc)),
-                }
-            }
-            for o in node.order.iter().filter(|o| o.relation.is_none()) {
-                add(&o.field.name);
-            }
-        }
-        Return::HeadersOnly => table.pk.iter().for_each(|c| add(c)),
-        Return::Minimal => {}
     }
     if cols.is_empty() {
-        return Ok("1".to_string());
+        return "1".to_string();
     }
-    Ok(cols
-        .iter()
-        .map(|c| format!("{target}.{}", ident(c)))
-        .collect::<Vec<_>>()
-        .join(", "))
+    cols.join(", ")
 }
 
 /// Root filters of a write as SQL conditions on the target table.
@@ -501,16 +496,15 @@ pub fn insert(
         }
     }
     let track_inserted = merge && matches!(table.kind.as_str(), "r" | "p");
-    let mut returning = returning_list(cache, table, q, ret)?;
+    let rep_node = (ret == Return::Representation)
+        .then(|| representation_node(cache, table, q))
+        .transpose()?;
+    let mut returning = returning_list(table, rep_node.as_ref(), ret == Return::HeadersOnly);
     if track_inserted {
         returning.push_str(&format!(", ({target}.xmax = 0) AS pgrst_inserted"));
     }
     dml.push_str(&format!(" RETURNING {returning}"));
-    let rep = if ret == Return::Representation {
-        Some(representation(cache, table, q, &mut g)?)
-    } else {
-        None
-    };
+    let rep = rep_node.as_ref().map(|n| representation_sql(n, &mut g));
     let location_pk = (ret == Return::HeadersOnly).then_some(table.pk.as_slice());
     let text = write_outer(&dml, rep, media, track_inserted, location_pk);
     Ok(Prepared {
@@ -542,12 +536,10 @@ pub fn update(
     let mut sql = Sql::default();
     let mut g = Gen::new(&mut sql);
     let target = qualified(&table.schema, &table.name);
-    let rows_ret = if ret == Return::Representation {
-        Return::Representation
-    } else {
-        Return::Minimal
-    };
-    let returning = returning_list(cache, table, q, rows_ret)?;
+    let rep_node = (ret == Return::Representation)
+        .then(|| representation_node(cache, table, q))
+        .transpose()?;
+    let returning = returning_list(table, rep_node.as_ref(), false);
     let dml = if payload.columns.is_empty() {
         // `{}` updates nothing.
         format!("SELECT {returning} FROM {target} WHERE false")
@@ -573,11 +565,7 @@ pub fn update(
             sets.join(", ")
         )
     };
-    let rep = if ret == Return::Representation {
-        Some(representation(cache, table, q, &mut g)?)
-    } else {
-        None
-    };
+    let rep = rep_node.as_ref().map(|n| representation_sql(n, &mut g));
     let text = write_outer(&dml, rep, media, false, None);
     Ok(Prepared {
         sql: text,
@@ -600,19 +588,13 @@ pub fn delete(
     let mut sql = Sql::default();
     let mut g = Gen::new(&mut sql);
     let target = qualified(&table.schema, &table.name);
-    let rows_ret = if ret == Return::Representation {
-        Return::Representation
-    } else {
-        Return::Minimal
-    };
-    let returning = returning_list(cache, table, q, rows_ret)?;
+    let rep_node = (ret == Return::Representation)
+        .then(|| representation_node(cache, table, q))
+        .transpose()?;
+    let returning = returning_list(table, rep_node.as_ref(), false);
     let conds = mutation_conditions(table, q, &mut g);
     let dml = format!("DELETE FROM {target}{conds} RETURNING {returning}");
-    let rep = if ret == Return::Representation {
-        Some(representation(cache, table, q, &mut g)?)
-    } else {
-        None
-    };
+    let rep = rep_node.as_ref().map(|n| representation_sql(n, &mut g));
     let text = write_outer(&dml, rep, media, false, None);
     Ok(Prepared {
         sql: text,
