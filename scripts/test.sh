@@ -4,6 +4,8 @@
 # (stack/tests/interop.rs) against the local stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build per run: incremental state would only add gigabytes to target/ (CI disks are small).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -4,8 +4,7 @@
 //! `0..=max_concurrent_chats`, at every committed moment and at the end; refusals are the typed
 //! chat errors.
 
-#[path = "chat_support/conv.rs"]
-mod conv;
+use crate::conv;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,8 +12,7 @@ use livechat_stack::Stack;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-#[path = "chat_support/entity.rs"]
-mod entity;
+use crate::entity;
 use entity::{assert_invalid, client, CountingProxy};
 
 // ---------------------------------------------------------------------------------------------

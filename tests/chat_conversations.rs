@@ -3,8 +3,7 @@
 //! same database; dave (agency B) reaching nothing of agency A; input refused before any request;
 //! hostile search text matched literally; the statistics in exactly one HTTP request.
 
-#[path = "chat_support/conv.rs"]
-mod conv;
+use crate::conv;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use conv::*;

@@ -17,8 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
-#[path = "chat_support/entity.rs"]
-mod entity;
+use crate::entity;
 use entity::{assert_invalid, client, CountingProxy};
 
 // ---------------------------------------------------------------------------------------------

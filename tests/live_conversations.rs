@@ -8,7 +8,7 @@
 //!   was away), and the consumer's view equal to the database at the end;
 //! - a snapshot of the site first, then live changes.
 
-mod live_support;
+use crate::live_support;
 
 use chrono::{DateTime, Utc};
 use live_support::*;

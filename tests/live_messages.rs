@@ -11,7 +11,7 @@
 //! - a failing catch-up is reported and retried;
 //! - typing indicators between two feeds.
 
-mod live_support;
+use crate::live_support;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;

@@ -7,8 +7,8 @@
 //!   server's limit is 5 per 30 s per channel) however fast the status changes, and the newest
 //!   wanted state is the one that ends up tracked.
 
-mod live_support;
-mod realtime_support;
+use crate::live_support;
+use crate::realtime_support;
 
 use futures::StreamExt;
 use live_support::*;

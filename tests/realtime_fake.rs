@@ -2,7 +2,7 @@
 //! time: heartbeats, reconnects, close codes, join errors, stale refs, token rotation, slow
 //! consumers, presence sequences, malformed input.
 
-mod realtime_support;
+use crate::realtime_support;
 
 use bytes::Bytes;
 use futures::StreamExt;

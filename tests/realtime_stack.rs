@@ -4,7 +4,7 @@
 //! tokens, deferred disconnect, and the acceptance test: postgres_changes keep flowing after
 //! the server drops every connection ten times in a row.
 
-mod realtime_support;
+use crate::realtime_support;
 
 use bytes::Bytes;
 use futures::StreamExt;

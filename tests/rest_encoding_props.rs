@@ -7,7 +7,7 @@
 //! under a fresh marker in `category`, then compares the ids the REST filter returns with the
 //! ids of a SQL query. `PROPTEST_CASES` sets the number of cases (default 40 per property).
 
-mod rest_support;
+use crate::rest_support;
 
 use std::collections::BTreeSet;
 

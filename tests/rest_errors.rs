@@ -1,7 +1,7 @@
 //! Every class of PostgREST error maps to its [`ErrorKind`], with the PostgREST body kept
 //! intact and a correct answer to "can a retry help?". Run against the real local stack.
 
-mod rest_support;
+use crate::rest_support;
 
 use livechat::{ErrorKind, Query};
 use rest_support::*;

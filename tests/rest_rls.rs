@@ -1,7 +1,7 @@
 //! Acting with a user's JWT honours row-level security: a member of agency A sees and changes
 //! none of agency B's rows, and the reverse. Run against the real local stack.
 
-mod rest_support;
+use crate::rest_support;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! pagination, single / maybe-single, insert, upsert, update, delete and RPC. Expected results
 //! are computed with direct SQL on the same database.
 
-mod rest_support;
+use crate::rest_support;
 
 use livechat::rest::{Condition, Is};
 use livechat::{Count, ErrorKind};

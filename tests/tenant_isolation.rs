@@ -55,9 +55,8 @@
 //! widget settings of an agency-B site that has none creates its default row (exactly as the
 //! anon key does, and nothing else).
 
-#[path = "chat_support/entity.rs"]
-mod entity;
-mod live_support;
+use crate::entity;
+use crate::live_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;

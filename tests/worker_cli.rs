@@ -4,7 +4,7 @@
 //! the database logged exactly once; `--metrics-addr` serves health checks and Prometheus
 //! metrics.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::collections::HashSet;
 use std::process::Stdio;

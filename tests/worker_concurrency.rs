@@ -8,7 +8,7 @@
 //! * With the safety-net sweep out of the picture (an hour), realtime alone gets a new
 //!   conversation, an agent coming online and a freed slot assigned.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::time::Duration;
 

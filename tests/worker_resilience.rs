@@ -1,7 +1,7 @@
 //! The worker survives what a long-running process meets: the realtime server dropping every
 //! connection, and PostgreSQL restarting under it.
 
-mod worker_support;
+use crate::worker_support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! (`Worker::run_once`): department rules, least-loaded choice with ties by id, capacity,
 //! agent status and activity, site filters, wait time, and what the sweep reports.
 
-mod worker_support;
+use crate::worker_support;
 
 use livechat::worker::{Worker, WorkerConfig};
 use livechat_stack::Stack;

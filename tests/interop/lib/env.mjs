@@ -20,7 +20,7 @@ function required(name) {
     throw new Error(
       `${name} is not set. These tests run against a livechat stack: start one with ` +
         '`livechat-stack up --seed --port 0 --db-port 0` and export the variables it prints, ' +
-        'or run `cargo test -p livechat-stack --test interop`.',
+        'or run `cargo test -p livechat-stack --test integration interop::`.',
     );
   }
   return v;
