@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # One build per run: incremental state would only add gigabytes to target/ (CI disks are small).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 scripts/setup.sh
+echo "test: $(df -h --output=avail . | tail -1 | tr -d ' ') free on the disk of $(pwd)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
