@@ -8,169 +8,23 @@ use livechat::chat::agents::AgentPatch;
 use livechat::chat::departments::DepartmentPatch;
 use livechat::chat::entity_views::{AgentPerformance, AgentWithDepartment};
 use livechat::chat::models::{Agent, AgentRole, AgentStatus, Department};
-use livechat::chat::{Chat, ChatError};
+use livechat::chat::ChatError;
 use livechat::ErrorKind;
-use livechat_stack::Stack;
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::entity;
-use entity::{assert_invalid, client, CountingProxy};
+use entity::{assert_invalid, id, Env, DAVE, SITE_1, SITE_2};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const AGENCY_A: &str = "a0000000-0000-4000-8000-000000000001";
-const SITE_1: &str = "b0000000-0000-4000-8000-000000000001";
-const SITE_2: &str = "b0000000-0000-4000-8000-000000000002";
-const ALICE: (&str, &str) = ("c0000000-0000-4000-8000-000000000001", "alice@acme.test");
-const DAVE: (&str, &str) = ("c0000000-0000-4000-8000-000000000004", "dave@beta.test");
 const AGENT_ALICE_1: &str = "e0000000-0000-4000-8000-000000000101";
 const AGENT_BOB_1: &str = "e0000000-0000-4000-8000-000000000102";
 const DEPT_SALES_1: &str = "d0000000-0000-4000-8000-000000000101";
 const DEPT_SUPPORT_1: &str = "d0000000-0000-4000-8000-000000000102";
-const CHAT_TABLES: [&str; 9] = [
-    "mod_chat_departments",
-    "mod_chat_agents",
-    "mod_chat_widget_settings",
-    "mod_chat_visitors",
-    "mod_chat_conversations",
-    "mod_chat_messages",
-    "mod_chat_canned_responses",
-    "mod_chat_knowledge_base",
-    "mod_chat_analytics",
-];
-
-fn id(s: &str) -> Uuid {
-    Uuid::parse_str(s).expect("a literal uuid")
-}
-
-struct Env {
-    stack: Stack,
-    db: tokio_postgres::Client,
-    service: Chat,
-    alice: Chat,
-    dave: Chat,
-}
 
 impl Env {
-    async fn new() -> Env {
-        let (stack, db) = entity::seeded_stack_and_db().await;
-        let service = Chat::new(client(&stack.url(), stack.service_role_key()));
-        let anon = client(&stack.url(), stack.anon_key());
-        let alice = Chat::new(anon.with_access_token(stack.user_token(ALICE.0, Some(ALICE.1))));
-        let dave = Chat::new(anon.with_access_token(stack.user_token(DAVE.0, Some(DAVE.1))));
-        Env {
-            stack,
-            db,
-            service,
-            alice,
-            dave,
-        }
-    }
-
-    /// The service role and alice, each acting through the library.
-    fn members(&self) -> [(&'static str, &Chat); 2] {
-        [("service", &self.service), ("alice", &self.alice)]
-    }
-
-    /// A user's (or the service role's) chat handle whose requests go through a counting proxy.
-    async fn proxied(&self, who: &str) -> (Chat, CountingProxy) {
-        let proxy = CountingProxy::start(self.stack.port()).await;
-        let chat = match who {
-            "service" => Chat::new(client(&proxy.url, self.stack.service_role_key())),
-            user => {
-                let (sub, email) = if user == "alice" { ALICE } else { DAVE };
-                Chat::new(
-                    client(&proxy.url, self.stack.anon_key())
-                        .with_access_token(self.stack.user_token(sub, Some(email))),
-                )
-            }
-        };
-        (chat, proxy)
-    }
-
-    /// Rows of a query whose single column is a JSON text, decoded as `T`.
-    async fn json_rows<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Vec<T> {
-        self.db
-            .query(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .iter()
-            .map(|r| {
-                let text: String = r.get(0);
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
-            })
-            .collect()
-    }
-
-    async fn scalar_i64(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> i64 {
-        self.db
-            .query_one(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn text(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> String {
-        self.db
-            .query_one(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn exec(&self, sql: &str) {
-        self.db
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// A digest of every chat table's content, to prove that nothing was written.
-    async fn snapshot(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in CHAT_TABLES {
-            out.push(
-                self.text(
-                    &format!(
-                        "select coalesce(md5(string_agg(to_jsonb(t)::text, ',' order by t.id)), '') \
-                         from public.{t} t"
-                    ),
-                    &[],
-                )
-                .await,
-            );
-        }
-        out
-    }
-
-    /// A new site of agency A with no chat rows.
-    async fn new_site(&self, name: &str) -> Uuid {
-        let site = Uuid::new_v4();
-        self.db
-            .execute(
-                "insert into public.sites (id, agency_id, name) values ($1::text::uuid, $2::text::uuid, $3)",
-                &[&site.to_string(), &AGENCY_A, &name],
-            )
-            .await
-            .expect("inserting a site");
-        site
-    }
-
     /// The invariant every action keeps: current_chat_count = open conversations.
     async fn assert_chat_counts_consistent(&self) {
         let bad: Vec<serde_json::Value> = self

@@ -6,36 +6,19 @@
 use livechat::chat::canned::CannedResponsePatch;
 use livechat::chat::knowledge_base::ArticlePatch;
 use livechat::chat::models::{CannedResponse, KnowledgeBaseArticle};
-use livechat::chat::{Chat, ChatError};
+use livechat::chat::ChatError;
 use livechat::ErrorKind;
-use livechat_stack::Stack;
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::entity;
-use entity::{assert_invalid, client, CountingProxy};
+use entity::{assert_invalid, id, Env, ALICE, SITE_1, SITE_2};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const SITE_1: &str = "b0000000-0000-4000-8000-000000000001";
-const SITE_2: &str = "b0000000-0000-4000-8000-000000000002";
-const ALICE: (&str, &str) = ("c0000000-0000-4000-8000-000000000001", "alice@acme.test");
-const DAVE: (&str, &str) = ("c0000000-0000-4000-8000-000000000004", "dave@beta.test");
 const CANNED_GREETING_1: &str = "40000000-0000-4000-8000-000000000101";
 const ARTICLE_SHIPPING_1: &str = "50000000-0000-4000-8000-000000000101";
-const CHAT_TABLES: [&str; 9] = [
-    "mod_chat_departments",
-    "mod_chat_agents",
-    "mod_chat_widget_settings",
-    "mod_chat_visitors",
-    "mod_chat_conversations",
-    "mod_chat_messages",
-    "mod_chat_canned_responses",
-    "mod_chat_knowledge_base",
-    "mod_chat_analytics",
-];
 
 /// Search needles that break naive PostgREST filter strings or LIKE patterns.
 const HOSTILE: [&str; 14] = [
@@ -55,97 +38,7 @@ const HOSTILE: [&str; 14] = [
     "Ünï 🚀",
 ];
 
-fn id(s: &str) -> Uuid {
-    Uuid::parse_str(s).expect("a literal uuid")
-}
-
-struct Env {
-    stack: Stack,
-    db: tokio_postgres::Client,
-    service: Chat,
-    alice: Chat,
-    dave: Chat,
-}
-
 impl Env {
-    async fn new() -> Env {
-        let (stack, db) = entity::seeded_stack_and_db().await;
-        let service = Chat::new(client(&stack.url(), stack.service_role_key()));
-        let anon = client(&stack.url(), stack.anon_key());
-        let alice = Chat::new(anon.with_access_token(stack.user_token(ALICE.0, Some(ALICE.1))));
-        let dave = Chat::new(anon.with_access_token(stack.user_token(DAVE.0, Some(DAVE.1))));
-        Env {
-            stack,
-            db,
-            service,
-            alice,
-            dave,
-        }
-    }
-
-    fn members(&self) -> [(&'static str, &Chat); 2] {
-        [("service", &self.service), ("alice", &self.alice)]
-    }
-
-    async fn proxied(&self, who: &str) -> (Chat, CountingProxy) {
-        let proxy = CountingProxy::start(self.stack.port()).await;
-        let chat = if who == "service" {
-            Chat::new(client(&proxy.url, self.stack.service_role_key()))
-        } else {
-            Chat::new(
-                client(&proxy.url, self.stack.anon_key())
-                    .with_access_token(self.stack.user_token(ALICE.0, Some(ALICE.1))),
-            )
-        };
-        (chat, proxy)
-    }
-
-    async fn json_rows<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Vec<T> {
-        self.db
-            .query(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .iter()
-            .map(|r| {
-                let text: String = r.get(0);
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
-            })
-            .collect()
-    }
-
-    async fn text(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> String {
-        self.db
-            .query_one(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn snapshot(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in CHAT_TABLES {
-            out.push(
-                self.text(
-                    &format!(
-                        "select coalesce(md5(string_agg(to_jsonb(t)::text, ',' order by t.id)), '') \
-                         from public.{t} t"
-                    ),
-                    &[],
-                )
-                .await,
-            );
-        }
-        out
-    }
-
     async fn canned_row(&self, row_id: Uuid) -> Vec<CannedResponse> {
         self.json_rows(
             "select to_jsonb(r)::text from public.mod_chat_canned_responses r where r.id = $1::text::uuid",

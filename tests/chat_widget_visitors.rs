@@ -10,38 +10,20 @@ use livechat::chat::entity_views::PublicWidgetSettings;
 use livechat::chat::models::{Channel, Conversation, Visitor, WidgetPosition, WidgetSettings};
 use livechat::chat::visitors::{VisitorInfoPatch, VisitorInput};
 use livechat::chat::widget::WidgetSettingsPatch;
-use livechat::chat::{Chat, ChatError};
+use livechat::chat::ChatError;
 use livechat::ErrorKind;
-use livechat_stack::Stack;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::entity;
-use entity::{assert_invalid, client, CountingProxy};
+use entity::{assert_invalid, id, Env, SITE_1, SITE_2};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const AGENCY_A: &str = "a0000000-0000-4000-8000-000000000001";
-const SITE_1: &str = "b0000000-0000-4000-8000-000000000001";
-const SITE_2: &str = "b0000000-0000-4000-8000-000000000002";
-const ALICE: (&str, &str) = ("c0000000-0000-4000-8000-000000000001", "alice@acme.test");
-const DAVE: (&str, &str) = ("c0000000-0000-4000-8000-000000000004", "dave@beta.test");
 const VISITOR_MIA: &str = "10000000-0000-4000-8000-000000000101";
 const VISITOR_PETER: &str = "10000000-0000-4000-8000-000000000104";
-const CHAT_TABLES: [&str; 9] = [
-    "mod_chat_departments",
-    "mod_chat_agents",
-    "mod_chat_widget_settings",
-    "mod_chat_visitors",
-    "mod_chat_conversations",
-    "mod_chat_messages",
-    "mod_chat_canned_responses",
-    "mod_chat_knowledge_base",
-    "mod_chat_analytics",
-];
 /// The public columns, in the order of `mod_chat_get_public_widget_settings`.
 const PUBLIC_COLUMNS: &str = "primary_color, text_color, position, launcher_icon, launcher_size, \
     border_radius, z_index, company_name, welcome_message, away_message, offline_message, \
@@ -53,138 +35,13 @@ const PUBLIC_COLUMNS: &str = "primary_color, text_color, position, launcher_icon
     language, custom_translations, whatsapp_enabled, whatsapp_phone_number, allowed_domains, \
     max_file_size_mb, allowed_file_types";
 
-fn id(s: &str) -> Uuid {
-    Uuid::parse_str(s).expect("a literal uuid")
-}
-
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("an RFC 3339 instant")
         .with_timezone(&Utc)
 }
 
-struct Env {
-    stack: Stack,
-    db: tokio_postgres::Client,
-    service: Chat,
-    alice: Chat,
-    dave: Chat,
-    anon: Chat,
-}
-
 impl Env {
-    async fn new() -> Env {
-        let (stack, db) = entity::seeded_stack_and_db().await;
-        let service = Chat::new(client(&stack.url(), stack.service_role_key()));
-        let anon_client = client(&stack.url(), stack.anon_key());
-        let alice =
-            Chat::new(anon_client.with_access_token(stack.user_token(ALICE.0, Some(ALICE.1))));
-        let dave = Chat::new(anon_client.with_access_token(stack.user_token(DAVE.0, Some(DAVE.1))));
-        let anon = Chat::new(anon_client);
-        Env {
-            stack,
-            db,
-            service,
-            alice,
-            dave,
-            anon,
-        }
-    }
-
-    fn members(&self) -> [(&'static str, &Chat); 2] {
-        [("service", &self.service), ("alice", &self.alice)]
-    }
-
-    async fn proxied(&self, who: &str) -> (Chat, CountingProxy) {
-        let proxy = CountingProxy::start(self.stack.port()).await;
-        let chat = if who == "service" {
-            Chat::new(client(&proxy.url, self.stack.service_role_key()))
-        } else {
-            Chat::new(
-                client(&proxy.url, self.stack.anon_key())
-                    .with_access_token(self.stack.user_token(ALICE.0, Some(ALICE.1))),
-            )
-        };
-        (chat, proxy)
-    }
-
-    async fn json_rows<T: DeserializeOwned>(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Vec<T> {
-        self.db
-            .query(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .iter()
-            .map(|r| {
-                let text: String = r.get(0);
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{sql}: {e}: {text}"))
-            })
-            .collect()
-    }
-
-    async fn scalar_i64(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> i64 {
-        self.db
-            .query_one(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn text(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> String {
-        self.db
-            .query_one(sql, params)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn exec(&self, sql: &str) {
-        self.db
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    async fn snapshot(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in CHAT_TABLES {
-            out.push(
-                self.text(
-                    &format!(
-                        "select coalesce(md5(string_agg(to_jsonb(t)::text, ',' order by t.id)), '') \
-                         from public.{t} t"
-                    ),
-                    &[],
-                )
-                .await,
-            );
-        }
-        out
-    }
-
-    async fn new_site(&self, name: &str) -> Uuid {
-        let site = Uuid::new_v4();
-        self.db
-            .execute(
-                "insert into public.sites (id, agency_id, name) values ($1::text::uuid, $2::text::uuid, $3)",
-                &[&site.to_string(), &AGENCY_A, &name],
-            )
-            .await
-            .expect("inserting a site");
-        site
-    }
-
     async fn settings_rows(&self, site: Uuid) -> Vec<WidgetSettings> {
         self.json_rows(
             "select to_jsonb(w)::text from public.mod_chat_widget_settings w where w.site_id = $1::text::uuid",

@@ -57,6 +57,7 @@
 
 use crate::entity;
 use crate::live_support;
+use entity::{id, ALICE, DAVE, SITE_1};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -99,14 +100,10 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 
 const AGENCY_B: &str = "a0000000-0000-4000-8000-000000000002";
-/// Acme Store (agency A).
-const SITE_1: &str = "b0000000-0000-4000-8000-000000000001";
 /// Beta Shop (agency B).
 const SITE_3: &str = "b0000000-0000-4000-8000-000000000003";
 /// A site of agency B created by the test, without widget settings (the get-or-create paths).
 const SITE_B_BARE: &str = "b0000000-0000-4000-8000-00000000b0b0";
-const ALICE: (&str, &str) = ("c0000000-0000-4000-8000-000000000001", "alice@acme.test");
-const DAVE: (&str, &str) = ("c0000000-0000-4000-8000-000000000004", "dave@beta.test");
 /// Agency A's admin.
 const BOB: (&str, &str) = ("c0000000-0000-4000-8000-000000000002", "bob@acme.test");
 /// A second member of agency B, added by the feed tests ([`Env::add_erin_to_agency_b`]).
@@ -164,10 +161,6 @@ const B_TARGETS: [(&str, &str); 14] = [
 
 /// Every wait for a live event.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn id(s: &str) -> Uuid {
-    Uuid::parse_str(s).expect("a literal uuid")
-}
 
 fn instant(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)

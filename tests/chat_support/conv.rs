@@ -1,28 +1,20 @@
-//! Setup shared by `chat_conversations.rs` and `chat_concurrency.rs` (included with
-//! `#[path]`): a fresh seeded local stack per test, a superuser SQL connection to compare
-//! against, chat handles for the service role and the seeded users, the agent-count invariant,
-//! a snapshot of the chat tables, and a tiny HTTP proxy that counts the requests going through.
+//! Setup shared by `chat_conversations.rs` and `chat_concurrency.rs`: a fresh seeded local
+//! stack per test, a superuser SQL connection to compare against, chat handles for the service
+//! role and the seeded users, the agent-count invariant and a snapshot of the chat tables (the
+//! seed's common ids and the counting proxy come from `entity`).
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
-
 use livechat::chat::Chat;
-use livechat::{Client, Config};
+use livechat::Client;
 use livechat_stack::Stack;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::types::ToSql;
-use uuid::Uuid;
 
-/// Acme Store (agency A).
-pub const SITE_1: &str = "b0000000-0000-4000-8000-000000000001";
-/// Acme Blog (agency A).
-pub const SITE_2: &str = "b0000000-0000-4000-8000-000000000002";
+use crate::entity;
+pub use crate::entity::{id, CountingProxy, ALICE, DAVE, SITE_1, SITE_2};
+
 /// Beta Shop (agency B).
 pub const SITE_3: &str = "b0000000-0000-4000-8000-000000000003";
-pub const ALICE: (&str, &str) = ("c0000000-0000-4000-8000-000000000001", "alice@acme.test");
-pub const DAVE: (&str, &str) = ("c0000000-0000-4000-8000-000000000004", "dave@beta.test");
 
 /// Acme Store agents: alice (online, max 5, load 1), bob (online, max 3, load 1), carol (away,
 /// max 4, load 0).
@@ -59,10 +51,6 @@ pub const MSG_102_LAST: &str = "30000000-0000-4000-8000-000000010205";
 /// The image message of conversation 105.
 pub const MSG_105_IMAGE: &str = "30000000-0000-4000-8000-000000010502";
 
-pub fn id(s: &str) -> Uuid {
-    Uuid::parse_str(s).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
 /// Who calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Who {
@@ -84,28 +72,10 @@ pub struct Env {
     pub anon: Client,
 }
 
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 pub async fn seeded() -> Env {
-    init_tracing();
-    let stack = Stack::for_tests_seeded()
-        .await
-        .expect("starting a seeded test stack");
-    let (db, conn) = tokio_postgres::connect(&stack.db_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting to the test database");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let service = Client::new(Config::new(stack.url(), stack.service_role_key()).unwrap()).unwrap();
-    let anon = Client::new(Config::new(stack.url(), stack.anon_key()).unwrap()).unwrap();
+    let (stack, db) = entity::seeded_stack_and_db().await;
+    let service = entity::client(&stack.url(), stack.service_role_key());
+    let anon = entity::client(&stack.url(), stack.anon_key());
     Env {
         stack,
         db,
@@ -134,7 +104,7 @@ impl Env {
             Who::Service => self.stack.service_role_key(),
             Who::Alice | Who::Dave => self.stack.anon_key(),
         };
-        let c = Client::new(Config::new(base_url, key).unwrap()).unwrap();
+        let c = entity::client(base_url, key);
         match who {
             Who::Service => c,
             Who::Alice => c.with_access_token(self.stack.user_token(ALICE.0, Some(ALICE.1))),
@@ -277,103 +247,4 @@ impl Env {
         }
         out
     }
-}
-
-/// A TCP proxy in front of the stack that parses the HTTP/1.1 requests going through and
-/// records their request lines (`POST /rest/v1/rpc/… HTTP/1.1`).
-pub struct CountingProxy {
-    pub url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-impl CountingProxy {
-    pub async fn start(upstream_port: u16) -> CountingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
-                        relay(client, server, seen).await;
-                    }
-                });
-            }
-        });
-        CountingProxy {
-            url,
-            requests,
-            accept,
-        }
-    }
-
-    /// The request lines seen so far.
-    pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-async fn relay(client: TcpStream, server: TcpStream, seen: Arc<Mutex<Vec<String>>>) {
-    let (mut client_rd, mut client_wr) = client.into_split();
-    let (mut server_rd, mut server_wr) = server.into_split();
-    let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
-        let _ = client_wr.shutdown().await;
-    });
-    // Client to server: forward everything, and parse it as a sequence of requests with a
-    // Content-Length body (what reqwest sends for JSON bodies).
-    let mut pending: Vec<u8> = Vec::new();
-    let mut body_left: usize = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match client_rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if server_wr.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        pending.extend_from_slice(&buf[..n]);
-        loop {
-            if body_left > 0 {
-                let take = body_left.min(pending.len());
-                pending.drain(..take);
-                body_left -= take;
-                if body_left > 0 {
-                    break;
-                }
-            }
-            let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            pending.drain(..end + 4);
-            let mut lines = head.split("\r\n");
-            let request_line = lines.next().unwrap_or_default().to_string();
-            let mut length = 0usize;
-            for l in lines {
-                let lower = l.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                assert!(
-                    !lower.starts_with("transfer-encoding:"),
-                    "the counting proxy handles Content-Length bodies only: {l}"
-                );
-            }
-            seen.lock().unwrap().push(request_line);
-            body_left = length;
-        }
-    }
-    let _ = server_wr.shutdown().await;
-    let _ = down.await;
 }
