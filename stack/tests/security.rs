@@ -1947,3 +1947,59 @@ async fn the_widget_identify_call_fills_but_never_overwrites_a_visitors_identity
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_widget_identify_fills_but_never_overwrites_the_identity_just_created() {
+    let stack = Stack::for_tests_seeded().await.expect("stack");
+    let (first, second, watcher) = (db(&stack).await, db(&stack).await, db(&stack).await);
+    let identify = "select public.mod_chat_widget_identify_visitor(p_site_id => $1::text::uuid, \
+                    p_email => 'race@example.com', p_name => $2, p_phone => $3)::text";
+    // The first widget call creates the visitor and has not committed yet.
+    first
+        .batch_execute("begin; set local role anon")
+        .await
+        .expect("begin");
+    let created: String = first
+        .query_one(identify, &[&SITE_1, &"First", &None::<&str>])
+        .await
+        .expect("first identify")
+        .get(0);
+    // A second one for the same e-mail waits for it (the call serialises on the e-mail)...
+    let second_pid: i32 = second
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let racing = tokio::spawn(async move {
+        second
+            .batch_execute("begin; set local role anon")
+            .await
+            .expect("begin");
+        let id: String = second
+            .query_one(identify, &[&SITE_1, &"Second", &Some("+260970000777")])
+            .await
+            .expect("second identify")
+            .get(0);
+        second.batch_execute("commit").await.expect("commit");
+        id
+    });
+    tokio::time::timeout(
+        DEADLINE,
+        crate::sql_functions::blocked_on_lock(&watcher, second_pid),
+    )
+    .await
+    .expect("the second call waits for the first");
+    first.batch_execute("commit").await.expect("commit");
+    // ...then matches the visitor the first created and only fills what it left empty.
+    let matched = tokio::time::timeout(DEADLINE, racing)
+        .await
+        .expect("the second call finishes")
+        .expect("the second call");
+    assert_eq!(matched, created);
+    let row = visitor_row(&watcher, &created).await;
+    assert_eq!(
+        (row["name"].clone(), row["phone"].clone()),
+        (json!("First"), json!("+260970000777"))
+    );
+    stack.shutdown().await;
+}

@@ -850,7 +850,7 @@ async fn deleting_an_agent_requeues_its_open_conversations() {
 }
 
 /// Waits until the backend `pid` is blocked on a lock (polling pg_stat_activity, no sleeps).
-async fn blocked_on_lock(db: &Client, pid: i32) {
+pub(crate) async fn blocked_on_lock(db: &Client, pid: i32) {
     loop {
         let waiting: bool = db
             .query_one(
