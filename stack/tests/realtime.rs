@@ -1586,6 +1586,36 @@ async fn databases_do_not_leak_into_each_other() {
 }
 
 #[tokio::test]
+async fn a_private_channel_that_cannot_be_checked_is_refused() {
+    let stack = Stack::for_tests().await.expect("stack");
+    // Policies that would let everyone in, then no table to check them on.
+    db(&stack)
+        .await
+        .batch_execute(
+            "create policy rt_all on realtime.messages for select using (true);
+             drop table realtime.messages;",
+        )
+        .await
+        .expect("dropping realtime.messages");
+    let user = stack.user_token("c0000000-0000-4000-8000-0000000000aa", None);
+    let mut ws = Ws::connect(&stack, stack.anon_key(), "2.0.0").await;
+    let mut c = config(json!({}));
+    c["private"] = json!(true);
+    let (_, f) = ws
+        .join("realtime:any", json!({"config": c, "access_token": user}))
+        .await;
+    assert_eq!(f.payload["status"], "error", "{f:?}");
+    let reason = f.payload["response"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("Unauthorized"), "{reason}");
+    // A public channel does not need the table.
+    let (_, f) = ws
+        .join("realtime:open", json!({"config": config(json!({}))}))
+        .await;
+    assert_eq!(f.payload["status"], "ok", "{f:?}");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
 async fn private_channels_check_the_write_policy_for_broadcasts_and_tracks() {
     let stack = Stack::for_tests().await.expect("stack");
     db(&stack)

@@ -84,7 +84,8 @@ impl Shared {
     /// Authorization of a private channel through RLS on `realtime.messages`, as Supabase does:
     /// read (`write: None`) = the role can see a `broadcast`/`presence` row of the topic; write
     /// (`Some(extension)`) = it can insert a row of that extension (`broadcast` for sending,
-    /// `presence` for tracking). Without a `realtime.messages` table private channels are open.
+    /// `presence` for tracking). The bootstrap always creates `realtime.messages`; any failure
+    /// of the check (that table missing included) denies.
     async fn authorize_private(
         &self,
         topic_name: &str,
@@ -102,14 +103,6 @@ impl Shared {
             "UnableToConnectToProject: Realtime was unable to connect to the project database"
                 .to_string()
         })?;
-        let exists = client
-            .query_one("SELECT to_regclass('realtime.messages') IS NOT NULL", &[])
-            .await
-            .and_then(|r| r.try_get::<_, bool>(0))
-            .map_err(|_| denied())?;
-        if !exists {
-            return Ok(());
-        }
         let claims_json = Value::Object(claims.clone()).to_string();
         let res = async {
             client.batch_execute("BEGIN").await?;
