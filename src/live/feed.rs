@@ -1,7 +1,7 @@
 //! The task behind a message or conversation feed: it owns the channel subscription, the
 //! [`Ledger`], and the catch-up queries, and hands typed events to the feed's stream.
 
-use super::ledger::{Disposition, FeedRow, Key, Ledger, Order, Origin, Out};
+use super::ledger::{key_of, Disposition, FeedRow, Key, Ledger, Order, Origin, Out};
 use super::{Error, FeedOptions, FeedProblem, Live, Recovery, RecoveryReason};
 use crate::realtime::{
     Broadcast, Channel, ChannelConfig, ChannelEvent, ChannelStatus, EventFilter, PostgresChange,
@@ -238,13 +238,9 @@ pub(crate) async fn open<S: Spec>(
     let baseline = match start {
         Start::Beginning => None,
         Start::After(k) => Some(k),
-        Start::Now => newest::<S>(&live.rest, scope).await?.and_then(|r| {
-            let ts = match S::ORDER {
-                Order::Created => r.row_created_at(),
-                Order::Updated => r.row_updated_at(),
-            };
-            ts.map(|t| (t, r.row_id()))
-        }),
+        Start::Now => newest::<S>(&live.rest, scope)
+            .await?
+            .and_then(|r| key_of(S::ORDER, &r)),
     };
     if let Some(b) = baseline {
         // Rows near the start point are recorded as already delivered, so that a catch-up
@@ -262,11 +258,7 @@ pub(crate) async fn open<S: Spec>(
         )
         .await?;
         for r in &seeds {
-            let key = match S::ORDER {
-                Order::Created => r.row_created_at(),
-                Order::Updated => r.row_updated_at(),
-            };
-            if key.is_some_and(|t| (t, r.row_id()) <= b) {
+            if key_of(S::ORDER, r).is_some_and(|k| k <= b) {
                 ledger.seed(r);
             }
         }
@@ -572,11 +564,7 @@ impl<S: Spec> Driver<S> {
                 let mut until: Option<Key> = None;
                 let mut counts = Counts::default();
                 for row in fetched.rows {
-                    let key = match S::ORDER {
-                        Order::Created => row.row_created_at(),
-                        Order::Updated => row.row_updated_at(),
-                    }
-                    .map(|t| (t, row.row_id()));
+                    let key = key_of(S::ORDER, &row);
                     let (outs, disp) = self.ledger.offer(row, Origin::Fetched, now);
                     match disp {
                         Disposition::Held { fresh } => {

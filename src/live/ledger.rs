@@ -70,6 +70,15 @@ pub(crate) enum Order {
     Updated,
 }
 
+/// The key of a row in a feed ordered by `order` (`None` without the ordering timestamp).
+pub(crate) fn key_of<R: FeedRow>(order: Order, row: &R) -> Option<Key> {
+    let ts = match order {
+        Order::Created => row.row_created_at(),
+        Order::Updated => row.row_updated_at(),
+    };
+    ts.map(|t| (t, row.row_id()))
+}
+
 /// Where a row came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -206,14 +215,6 @@ impl<R: FeedRow> Ledger<R> {
         self.paused = paused;
     }
 
-    fn key_of(&self, row: &R) -> Option<Key> {
-        let ts = match self.order {
-            Order::Created => row.row_created_at(),
-            Order::Updated => row.row_updated_at(),
-        };
-        ts.map(|t| (t, row.row_id()))
-    }
-
     fn above_watermark(&self, key: Key) -> bool {
         self.watermark.is_none_or(|w| key > w)
     }
@@ -312,7 +313,7 @@ impl<R: FeedRow> Ledger<R> {
         }
         let hash = content_hash(&row);
         let version = row.row_updated_at();
-        let key = self.key_of(&row);
+        let key = key_of(self.order, &row);
         if let Some(seen) = self.known.get(&id).copied() {
             if !is_newer(version, hash, &seen) {
                 return (Vec::new(), Disposition::Duplicate);
