@@ -85,6 +85,14 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// `t` minus `lookback`, saturating at the earliest representable time.
+pub(crate) fn minus_lookback(t: DateTime<Utc>, lookback: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lookback)
+        .ok()
+        .and_then(|lb| t.checked_sub_signed(lb))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 fn order_column(order: Order) -> &'static str {
     match order {
         Order::Created => "created_at",
@@ -234,7 +242,6 @@ pub(crate) async fn open<S: Spec>(
     start: Start,
 ) -> Result<Handle<S::Event>, Error> {
     let mut ledger = Ledger::new(S::ORDER, options.reorder_window);
-    let lookback = chrono::Duration::from_std(options.lookback).unwrap_or(chrono::Duration::MAX);
     let baseline = match start {
         Start::Beginning => None,
         Start::After(k) => Some(k),
@@ -245,9 +252,7 @@ pub(crate) async fn open<S: Spec>(
     if let Some(b) = baseline {
         // Rows near the start point are recorded as already delivered, so that a catch-up
         // that reaches back `lookback` does not deliver them.
-        let floor =
-            b.0.checked_sub_signed(lookback)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let floor = minus_lookback(b.0, options.lookback);
         let seeds: Vec<S::Row> = rows_since(
             &live.rest,
             S::TABLE,
@@ -494,14 +499,19 @@ impl<S: Spec> Driver<S> {
         self.ledger.watermark().map(|k| k.0)
     }
 
+    /// Widens the owed catch-up to start at `since` (`None`: from the beginning) at the
+    /// latest.
+    fn owe_since(&mut self, since: Option<DateTime<Utc>>) {
+        self.pending_since = Some(match (self.pending_since, since) {
+            (None, s) => s,
+            (Some(None), _) | (_, None) => None,
+            (Some(Some(p)), Some(s)) => Some(p.min(s)),
+        });
+    }
+
     /// A catch-up is owed; it starts as soon as none is running.
     fn request(&mut self, reason: RecoveryReason) {
-        let w = self.watermark_ts();
-        self.pending_since = Some(match self.pending_since {
-            None => w,
-            Some(None) => None,
-            Some(Some(p)) => w.map(|w| w.min(p)),
-        });
+        self.owe_since(self.watermark_ts());
         if self.want.is_none() {
             self.want = Some(reason);
         }
@@ -522,12 +532,7 @@ impl<S: Spec> Driver<S> {
             return;
         };
         let since = self.pending_since.take().unwrap_or(None);
-        let lookback =
-            chrono::Duration::from_std(self.options.lookback).unwrap_or(chrono::Duration::MAX);
-        let from = since.map(|t| {
-            t.checked_sub_signed(lookback)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC)
-        });
+        let from = since.map(|t| minus_lookback(t, self.options.lookback));
         let rest = self.rest.clone();
         let scope = self.scope;
         let page = self.options.page_size;
@@ -620,11 +625,7 @@ impl<S: Spec> Driver<S> {
                 if self.want.is_none() {
                     self.want = Some(reason);
                 }
-                self.pending_since = Some(match (self.pending_since, since) {
-                    (None, s) => s,
-                    (Some(None), _) | (_, None) => None,
-                    (Some(Some(p)), Some(s)) => Some(p.min(s)),
-                });
+                self.owe_since(since);
                 let problem = FeedProblem::RecoveryFailed {
                     error: Arc::new(e),
                     attempt: self.attempt,
@@ -715,12 +716,7 @@ impl<S: Spec> Driver<S> {
         }
         self.interrupted = true;
         // What was lost from now on is after the current watermark.
-        let w = self.watermark_ts();
-        self.pending_since = Some(match self.pending_since {
-            None => w,
-            Some(None) => None,
-            Some(Some(p)) => w.map(|w| w.min(p)),
-        });
+        self.owe_since(self.watermark_ts());
         tracing::info!(%reason, "live feed interrupted");
         self.emit(S::interrupted_event(reason)).await;
     }

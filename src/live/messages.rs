@@ -82,11 +82,7 @@ impl Spec for MessagesSpec {
     const CHECK_DELETIONS: bool = false;
 
     fn preexisting_until(baseline: Key, lookback: std::time::Duration) -> DateTime<Utc> {
-        let lb = chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::MAX);
-        baseline
-            .0
-            .checked_sub_signed(lb)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        feed::minus_lookback(baseline.0, lookback)
     }
 
     fn broadcast(&self, b: &Broadcast) -> Option<MessageEvent> {
