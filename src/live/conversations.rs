@@ -67,7 +67,7 @@ impl Spec for ConversationsSpec {
         ConversationEvent::New(Box::new(row))
     }
 
-    fn updated_event(row: Conversation, _late: bool) -> ConversationEvent {
+    fn updated_event(row: Conversation) -> ConversationEvent {
         ConversationEvent::Updated(Box::new(row))
     }
 

@@ -42,7 +42,7 @@ pub(crate) trait Spec: Send + 'static {
     fn broadcast(&self, b: &Broadcast) -> Option<Self::Event>;
 
     fn new_event(row: Self::Row, late: bool) -> Self::Event;
-    fn updated_event(row: Self::Row, late: bool) -> Self::Event;
+    fn updated_event(row: Self::Row) -> Self::Event;
     fn deleted_event(id: Uuid, old: Option<Self::Row>) -> Option<Self::Event>;
     fn recovered_event(r: Recovery) -> Self::Event;
     fn interrupted_event(reason: String) -> Self::Event;
@@ -488,7 +488,7 @@ impl<S: Spec> Driver<S> {
                     }
                     S::new_event(row, late)
                 }
-                Out::Updated { row, late } => S::updated_event(row, late),
+                Out::Updated { row } => S::updated_event(row),
             };
             self.emit(ev).await;
         }

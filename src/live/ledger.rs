@@ -96,7 +96,7 @@ pub(crate) enum Out<R> {
     /// A row the consumer has not had before.
     New { row: R, late: bool },
     /// A newer version of a row the consumer has (or that existed before the feed started).
-    Updated { row: R, late: bool },
+    Updated { row: R },
 }
 
 /// What [`Ledger::offer`] did with a row.
@@ -242,7 +242,7 @@ impl<R: FeedRow> Ledger<R> {
             }
             Out::New { row, late }
         } else {
-            Out::Updated { row, late }
+            Out::Updated { row }
         }
     }
 
@@ -323,16 +323,10 @@ impl<R: FeedRow> Ledger<R> {
                     self.hold(k, row, hash, origin, now);
                     (Vec::new(), Disposition::Held { fresh: false })
                 }
-                (Order::Updated, _) => {
+                // An update of a message, or a version at or below the watermark: at once.
+                _ => {
                     self.known.insert(id, Seen { version, hash });
-                    (vec![Out::Updated { row, late: true }], Disposition::Emitted)
-                }
-                (Order::Created, _) => {
-                    self.known.insert(id, Seen { version, hash });
-                    (
-                        vec![Out::Updated { row, late: false }],
-                        Disposition::Emitted,
-                    )
+                    (vec![Out::Updated { row }], Disposition::Emitted)
                 }
             };
         }
@@ -422,7 +416,7 @@ impl<R: FeedRow> Ledger<R> {
             .is_some_and(|seen| is_newer(version, hash, seen))
         {
             self.known.insert(id, Seen { version, hash });
-            out.push(Out::Updated { row, late: false });
+            out.push(Out::Updated { row });
         }
     }
 }
@@ -545,13 +539,7 @@ mod tests {
         v2.updated = Some(ts(50));
         v2.body = 2;
         let (out, _) = l.offer(v2.clone(), Origin::Update, t0);
-        assert_eq!(
-            out,
-            vec![Out::Updated {
-                row: v2.clone(),
-                late: false
-            }]
-        );
+        assert_eq!(out, vec![Out::Updated { row: v2.clone() }]);
         // The same version again (from a catch-up query): nothing.
         assert!(l.offer(v2.clone(), Origin::Fetched, t0).0.is_empty());
         // An older version arriving afterwards: nothing.
@@ -583,10 +571,7 @@ mod tests {
                     row: row(1, 10),
                     late: false
                 },
-                Out::Updated {
-                    row: v2,
-                    late: false
-                }
+                Out::Updated { row: v2 }
             ]
         );
     }
@@ -599,13 +584,7 @@ mod tests {
         let mut old = row(1, 10);
         old.updated = Some(ts(200));
         let (out, _) = l.offer(old.clone(), Origin::Update, t0);
-        assert_eq!(
-            out,
-            vec![Out::Updated {
-                row: old,
-                late: true
-            }]
-        );
+        assert_eq!(out, vec![Out::Updated { row: old }]);
         // Created after `preexisting_until` but below the watermark and unknown: a late commit.
         let (out, _) = l.offer(row(2, 60), Origin::Fetched, t0);
         assert_eq!(new_ids(&out), vec![(2, true)]);

@@ -116,7 +116,7 @@ impl Spec for MessagesSpec {
         }
     }
 
-    fn updated_event(row: Message, _late: bool) -> MessageEvent {
+    fn updated_event(row: Message) -> MessageEvent {
         MessageEvent::Updated(Box::new(row))
     }
 
