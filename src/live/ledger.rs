@@ -156,6 +156,9 @@ pub(crate) struct Ledger<R> {
     preexisting_until: Option<DateTime<Utc>>,
     known: HashMap<Uuid, Seen>,
     held: BTreeMap<Key, Held<R>>,
+    /// How many entries of `held` each id has (several versions of a conversation can be
+    /// held at once).
+    held_ids: HashMap<Uuid, u32>,
     tombstones: HashSet<Uuid>,
     paused: bool,
     late: u64,
@@ -170,6 +173,7 @@ impl<R: FeedRow> Ledger<R> {
             preexisting_until: None,
             known: HashMap::new(),
             held: BTreeMap::new(),
+            held_ids: HashMap::new(),
             tombstones: HashSet::new(),
             paused: false,
             late: 0,
@@ -284,6 +288,7 @@ impl<R: FeedRow> Ledger<R> {
                 false
             }
             None => {
+                *self.held_ids.entry(key.1).or_insert(0) += 1;
                 self.held.insert(
                     key,
                     Held {
@@ -335,7 +340,7 @@ impl<R: FeedRow> Ledger<R> {
                 let fresh = match self.order {
                     Order::Created => self.hold(k, row, hash, origin, now),
                     Order::Updated => {
-                        let any_held = self.held.keys().any(|(_, i)| *i == id);
+                        let any_held = self.held_ids.contains_key(&id);
                         self.hold(k, row, hash, origin, now) && !any_held
                     }
                 };
@@ -355,10 +360,12 @@ impl<R: FeedRow> Ledger<R> {
     /// the consumer had it (or was about to).
     pub(crate) fn delete(&mut self, id: Uuid) -> bool {
         let was_known = self.known.remove(&id).is_some();
-        let before = self.held.len();
-        self.held.retain(|(_, i), _| *i != id);
+        let was_held = self.held_ids.remove(&id).is_some();
+        if was_held {
+            self.held.retain(|(_, i), _| *i != id);
+        }
         self.tombstones.insert(id);
-        was_known || self.held.len() != before
+        was_known || was_held
     }
 
     /// Whether some held row has a key at or below `key`.
@@ -393,6 +400,7 @@ impl<R: FeedRow> Ledger<R> {
         let released = std::mem::replace(&mut self.held, rest);
         let mut out = Vec::new();
         for (key, h) in released.into_iter().chain(top.map(|h| (max, h))) {
+            self.unindex_held(key.1);
             self.watermark = Some(key);
             let id = h.row.row_id();
             match self.known.get(&id).copied() {
@@ -404,6 +412,16 @@ impl<R: FeedRow> Ledger<R> {
             }
         }
         out
+    }
+
+    /// Counts one entry of `id` out of `held_ids`.
+    fn unindex_held(&mut self, id: Uuid) {
+        if let Some(n) = self.held_ids.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.held_ids.remove(&id);
+            }
+        }
     }
 
     /// Delivers a version of a known row if it is newer than the consumer's.
