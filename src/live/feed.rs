@@ -568,6 +568,7 @@ impl<S: Spec> Driver<S> {
                 let now = Instant::now();
                 let mut until: Option<Key> = None;
                 let mut counts = Counts::default();
+                let fetched_any = !fetched.rows.is_empty();
                 for row in fetched.rows {
                     let key = key_of(S::ORDER, &row);
                     let (outs, disp) = self.ledger.offer(row, Origin::Fetched, now);
@@ -588,7 +589,14 @@ impl<S: Spec> Driver<S> {
                         }
                         Disposition::Duplicate | Disposition::Deleted => {}
                     }
-                    self.emit_out(outs).await;
+                    if !outs.is_empty() {
+                        self.emit_out(outs).await;
+                    }
+                }
+                if fetched_any {
+                    // Offering rows does not move the watermark: one cursor update after the
+                    // rows leaves the cursor where an update per row would.
+                    self.cursor.send_replace(self.ledger.watermark());
                 }
                 for id in fetched.gone {
                     if self.ledger.delete(id) {
