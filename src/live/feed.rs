@@ -401,7 +401,8 @@ struct Driver<S: Spec> {
     interrupted: bool,
 }
 
-async fn sleep_until_opt(t: Option<Instant>) {
+/// Sleeps until `t`, or forever when there is none (a `select!` branch that never fires).
+pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,

@@ -173,12 +173,7 @@ impl Live {
     /// Builds the realtime client from the REST client ([`Client::realtime`]: same URL, API
     /// key and access token). Must be called inside a Tokio runtime.
     pub fn new(client: &Client) -> Result<Live, Error> {
-        Ok(Live {
-            rest: client.clone(),
-            realtime: client.realtime()?,
-            private: false,
-            check_access: true,
-        })
+        Ok(Live::with_realtime(client, client.realtime()?))
     }
 
     /// Uses a realtime client you built (for example from [`Client::realtime_options`] with

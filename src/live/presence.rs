@@ -1,5 +1,6 @@
 //! Agent presence on a site (`useAgentPresence`).
 
+use super::feed::sleep_until_opt;
 use super::{Error, FeedProblem, Live, RecoveryReason};
 use crate::chat::models::AgentStatus;
 use crate::realtime::{
@@ -491,13 +492,6 @@ struct Driver {
     synced: bool,
     phase: Phase,
     resync_after_subscribe: bool,
-}
-
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Driver {
