@@ -11,14 +11,17 @@ use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 /// Command line of the `livechat` library for the platform's live-chat module.
-#[derive(Parser, Debug)]
+///
+/// No `Debug` here nor on [`Command`] / [`WorkerArgs`] (clap does not need it): they hold the
+/// service-role key, which must never reach a log.
+#[derive(Parser)]
 #[command(name = "livechat", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 enum Command {
     /// Assign pending conversations to agents, continuously (or once with --once).
     #[command(long_about = WORKER_ABOUT, after_long_help = WORKER_AFTER)]
@@ -50,7 +53,7 @@ configuration is unusable or --metrics-addr cannot be bound; 2 for a usage error
 Metrics endpoint (--metrics-addr): GET /metrics (Prometheus text format), /healthz (200 while the \
 loop makes progress), /readyz (200 when the last sweep succeeded).";
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 struct WorkerArgs {
     /// Project URL, e.g. https://<ref>.supabase.co or http://127.0.0.1:54321.
     #[arg(long, env = "SUPABASE_URL", value_name = "URL")]
