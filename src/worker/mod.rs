@@ -79,7 +79,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::realtime::{Backoff, RealtimeOptions};
+use crate::realtime::Backoff;
 use crate::Client;
 use sweep::{Batch, BatchArgs, ASSIGN_FUNCTION};
 
@@ -272,22 +272,15 @@ impl Worker {
     {
         let wake = Arc::new(Notify::new());
         let listener = if self.config.realtime {
-            let options = RealtimeOptions::new(self.client.url(), self.client.api_key())
+            let realtime = self
+                .client
+                .realtime_options()
                 .reconnect_backoff(self.config.reconnect_backoff)
-                .rejoin_backoff(self.config.reconnect_backoff);
-            let options = match self.client.access_token().await {
-                Ok(Some(_)) => {
-                    let c = self.client.clone();
-                    options.access_token(move || {
-                        let c = c.clone();
-                        async move { c.access_token().await.ok().flatten() }
-                    })
-                }
-                _ => options,
-            };
-            let realtime = options.build().map_err(|e| {
-                Error::config("the realtime client could not be set up").with_source(e)
-            })?;
+                .rejoin_backoff(self.config.reconnect_backoff)
+                .build()
+                .map_err(|e| {
+                    Error::config("the realtime client could not be set up").with_source(e)
+                })?;
             Some(tokio::spawn(events::listen(
                 realtime,
                 self.config.sites.clone(),
