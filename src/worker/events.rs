@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::metrics::{ErrorSource, Metrics, Trigger};
+use crate::chat::models::ConversationStatus;
 use crate::realtime::{
     ChannelConfig, ChannelEvent, ChannelStatus, ConnectionState, EventFilter, PostgresChange,
     PostgresChangeEvent, PostgresChangesFilter, RealtimeClient,
@@ -245,9 +246,12 @@ fn int(row: &Map<String, Value>, key: &str, default: i64) -> i64 {
     row.get(key).and_then(Value::as_i64).unwrap_or(default)
 }
 
-/// Whether a status holds an agent slot (pending, active, waiting).
+/// Whether a status holds an agent slot ([`ConversationStatus::holds_agent_slot`]); a missing
+/// or unknown status does not.
 fn holds_slot(status: Option<&str>) -> bool {
-    matches!(status, Some("pending" | "active" | "waiting"))
+    status
+        .and_then(|s| s.parse::<ConversationStatus>().ok())
+        .is_some_and(|s| s.holds_agent_slot())
 }
 
 fn waits_for_agent(row: &Map<String, Value>) -> bool {
@@ -525,5 +529,16 @@ mod tests {
         assert_eq!(classify(&c, &mine), None);
         let theirs: HashSet<Uuid> = [SITE.parse().unwrap()].into();
         assert_eq!(classify(&c, &theirs), Some(Trigger::NewPending));
+    }
+
+    #[test]
+    fn only_pending_active_and_waiting_hold_a_slot() {
+        for held in ["pending", "active", "waiting"] {
+            assert!(holds_slot(Some(held)), "{held}");
+        }
+        for free in ["resolved", "closed", "missed", "transferred", "Pending", ""] {
+            assert!(!holds_slot(Some(free)), "{free}");
+        }
+        assert!(!holds_slot(None));
     }
 }
