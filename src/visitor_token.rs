@@ -34,9 +34,14 @@
 //! those rows. Refresh it before it expires (mint a new one); an expired token is refused with
 //! HTTP 401 `PGRST303` by PostgREST and closes the Realtime channel.
 //!
-//! Row-level security selects rows, not columns: the visitor's own visitor row and
-//! conversations are readable whole, including agent-side columns such as
-//! `mod_chat_conversations.internal_notes` (see the migration's header).
+//! Row-level security selects rows, not columns; column privileges for `anon` (migration
+//! `20260101000700_visitor_columns.sql`) hide what agents write about the visitor:
+//! `internal_notes` and `tags` of `mod_chat_conversations`, and `notes`, `tags` and
+//! `crm_contact_id` of `mod_chat_visitors` are not readable with a visitor token (nor with the
+//! plain anon key), and realtime change records sent to it leave them out. So `select=*` on
+//! those two tables is refused: name the readable columns
+//! ([`VISITOR_CONVERSATION_COLUMNS`](crate::visitor::VISITOR_CONVERSATION_COLUMNS),
+//! [`VISITOR_ROW_COLUMNS`](crate::visitor::VISITOR_ROW_COLUMNS)).
 //!
 //! # Keep the secret on the server
 //!
