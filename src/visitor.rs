@@ -53,8 +53,6 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -64,6 +62,7 @@ use crate::chat::models::{Channel, Conversation, ConversationStatus, Message, Vi
 use crate::chat::views::MAX_PAGE_SIZE;
 use crate::chat::Chat;
 use crate::live::{Live, MessageFeed};
+use crate::visitor_token::{decode_part, jwt_parts};
 use crate::{Client, Error, ErrorKind, Result};
 
 /// The statuses [`VisitorSession::resume`] treats as open: pending, active and waiting.
@@ -124,6 +123,9 @@ struct UnverifiedClaims {
     site_id: Uuid,
 }
 
+/// The claims of something shaped like a visitor token. Shares the JWT decoding of
+/// [`verify_visitor_token`](crate::visitor_token::verify_visitor_token), not its checks: no
+/// header, signature, `iss` or time checks (the server makes them), and nil ids are refused.
 fn read_claims(token: &str) -> Result<UnverifiedClaims> {
     let not_visitor = || {
         Error::invalid_input(
@@ -131,17 +133,8 @@ fn read_claims(token: &str) -> Result<UnverifiedClaims> {
              and uuid \"visitor_id\" and \"site_id\" claims",
         )
     };
-    let mut parts = token.trim().split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(not_visitor());
-    };
-    let claims: UnverifiedClaims = URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(not_visitor)?;
+    let (_, payload, _) = jwt_parts(token.trim()).ok_or_else(not_visitor)?;
+    let claims: UnverifiedClaims = decode_part(payload).ok_or_else(not_visitor)?;
     if claims.role.as_deref() != Some(crate::visitor_token::ROLE)
         || claims.sub.is_some()
         || claims.visitor_id.is_nil()
@@ -497,6 +490,8 @@ impl VisitorSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use std::time::Duration;
 
     const SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";

@@ -78,6 +78,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -265,6 +266,23 @@ impl From<VerifyError> for Error {
     }
 }
 
+/// The header, payload and signature parts of a compact JWT: exactly three dot-separated
+/// parts, or `None`. Nothing is decoded or checked.
+pub(crate) fn jwt_parts(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => Some((h, p, s)),
+        _ => None,
+    }
+}
+
+/// A JWT header or payload part: base64url (no padding) of a JSON value of type `T`, or `None`
+/// when it is not one.
+pub(crate) fn decode_part<T: DeserializeOwned>(part: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Verifies a visitor token minted with `secret` and returns its claims (for a backend that
 /// receives visitor tokens back, e.g. to refresh one).
 ///
@@ -287,17 +305,8 @@ pub fn verify_visitor_token_at(
 ) -> std::result::Result<VisitorClaims, VerifyError> {
     use VerifyError::Invalid;
     let mut mac = hmac(secret).map_err(|_| VerifyError::WeakSecret)?;
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Invalid("not three dot-separated parts"));
-    };
-    let header: Value = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(Invalid("malformed header"))?;
+    let (h, p, s) = jwt_parts(token).ok_or(Invalid("not three dot-separated parts"))?;
+    let header: Value = decode_part(h).ok_or(Invalid("malformed header"))?;
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err(Invalid("unsupported algorithm (only HS256)"));
     }
@@ -309,11 +318,7 @@ pub fn verify_visitor_token_at(
     mac.update(p.as_bytes());
     mac.verify_slice(&sig)
         .map_err(|_| Invalid("signature mismatch"))?;
-    let raw: Map<String, Value> = URL_SAFE_NO_PAD
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(Invalid("malformed claims"))?;
+    let raw: Map<String, Value> = decode_part(p).ok_or(Invalid("malformed claims"))?;
     if raw.contains_key("sub") {
         return Err(Invalid("a visitor token must not carry `sub`"));
     }
