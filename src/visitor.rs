@@ -404,28 +404,38 @@ impl VisitorSession {
     /// # Ok(()) }
     /// ```
     pub async fn history(&self, conversation_id: Uuid) -> Result<Vec<Message>> {
-        let mut all: Vec<Message> = self
-            .client
-            .from("mod_chat_messages")
-            .eq("conversation_id", conversation_id)
-            .order_asc("created_at")
-            .order_asc("id")
-            .limit(u64::from(MAX_PAGE_SIZE))
-            .fetch()
-            .await?;
         let chat = Chat::new(self.client.clone());
-        let mut last_len = all.len();
-        while last_len == MAX_PAGE_SIZE as usize {
-            let Some(cursor) = all.last().and_then(Cursor::of) else {
-                break;
+        let mut all: Vec<Message> = Vec::new();
+        loop {
+            let page: Vec<Message> = match all.last() {
+                None => {
+                    self.client
+                        .from("mod_chat_messages")
+                        .eq("conversation_id", conversation_id)
+                        .order_asc("created_at")
+                        .order_asc("id")
+                        .limit(u64::from(MAX_PAGE_SIZE))
+                        .fetch()
+                        .await?
+                }
+                // A row without `created_at` sorts last: nothing comes after it.
+                Some(last) => match Cursor::of(last) {
+                    Some(cursor) => {
+                        chat.messages()
+                            .after(conversation_id, cursor)
+                            .send()
+                            .await?
+                    }
+                    None => break,
+                },
             };
-            let batch = chat
-                .messages()
-                .after(conversation_id, cursor)
-                .send()
-                .await?;
-            last_len = batch.len();
-            all.extend(batch);
+            // A short page is the last one (as long as the server's `max_rows` is at least
+            // MAX_PAGE_SIZE; Supabase's default is equal).
+            let full = page.len() == MAX_PAGE_SIZE as usize;
+            all.extend(page);
+            if !full {
+                break;
+            }
         }
         Ok(all)
     }
