@@ -28,11 +28,11 @@ use livechat::chat::models::{AgentStatus, Channel, Conversation, ConversationSta
 use livechat::chat::visitors::VisitorInput;
 use livechat::chat::Chat;
 use livechat::live::{AgentPresence, ConversationEvent, Live, MessageEvent};
+use livechat::visitor::VisitorSession;
 use livechat::visitor_token::mint_visitor_token;
 use livechat::worker::{Worker, WorkerConfig};
 use livechat::{Client, Config};
 use livechat_stack::{Stack, StackOptions};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use common::{
@@ -226,7 +226,7 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
     }
 
     // The visitor: the site's backend identifies them and mints a visitor token; the widget
-    // (anon key + token) checks the business hours and opens a conversation.
+    // (a VisitorSession: anon key + token) checks the business hours and opens a conversation.
     let visitor = backend
         .visitors()
         .create_or_update(
@@ -246,8 +246,8 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
         SITE,
         Duration::from_secs(15 * 60),
     )?;
-    let widget = anon.with_access_token(token);
-    let hours = Chat::new(widget.clone())
+    let session = VisitorSession::new(&anon, token)?.with_name(visitor_name.clone());
+    let hours = Chat::new(session.client().clone())
         .widget()
         .within_business_hours(SITE)
         .await?;
@@ -262,18 +262,8 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
             (false, None) => "outside business hours; the chat still takes messages".to_string(),
         },
     );
-    let conv: Conversation = widget
-        .from("mod_chat_conversations")
-        .insert(&json!({
-            "site_id": SITE,
-            "visitor_id": visitor.id,
-            "status": "pending",
-            "channel": "widget",
-            "subject": "Where is my order?",
-        }))
-        // The widget may not read internal notes or tags: name the columns it may read.
-        .select(livechat::visitor::VISITOR_CONVERSATION_COLUMNS)
-        .single()
+    let conv = session
+        .start_conversation(Some("Where is my order?"), None)
         .await?;
     clock.line(
         "widget",
@@ -281,32 +271,12 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
     );
 
     // The visitor's side of the conversation: messages and Alice's typing.
-    let visitor_live = Live::new(&widget)?;
-    let visitor_feed = visitor_live.messages(conv.id).subscribe().await?;
+    let visitor_feed = session.feed(conv.id).await?;
     let visitor_typing = visitor_feed.typing();
     tasks.push(spawn_feed(visitor_feed, "visitor", clock, tx.clone()));
 
-    let send_as_visitor = |text: &'static str| {
-        let widget = widget.clone();
-        let visitor_name = visitor_name.clone();
-        let (conv_id, visitor_id) = (conv.id, visitor.id);
-        async move {
-            widget
-                .from("mod_chat_messages")
-                .insert(&json!({
-                    "conversation_id": conv_id,
-                    "site_id": SITE,
-                    "sender_type": "visitor",
-                    "sender_id": visitor_id.to_string(),
-                    "sender_name": visitor_name,
-                    "content": text,
-                }))
-                .execute()
-                .await
-        }
-    };
     let first = "Hi! My order #1042 hasn't arrived yet.";
-    send_as_visitor(first).await?;
+    session.send(conv.id, first).await?;
 
     // The worker assigns it (Bob is offline, Carol away: Alice is the one online). The
     // assignment may come before or after the first message reaches the feed: wait for both.
@@ -354,7 +324,7 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
     tasks.push(spawn_feed(alice_feed, "Alice", clock, tx.clone()));
     let alice_chat = Chat::new(alice.clone());
     let alice_id = ALICE_AGENT.to_string();
-    let visitor_id = visitor.id.to_string();
+    let visitor_id = session.visitor_id().to_string();
 
     let script: [(bool, &str); 4] = [
         (
@@ -397,7 +367,7 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
             })
             .await?;
             tokio::time::sleep(typing_pause).await;
-            send_as_visitor(text).await?;
+            session.send(conv.id, text).await?;
             visitor_typing.stop(&visitor_id).await?;
         }
         next_matching(
@@ -467,9 +437,10 @@ async fn play(stack: &Stack, clock: Clock) -> Result<()> {
     for task in tasks {
         task.abort();
     }
-    for live in [&alice_live, &bob_live, &carol_live, &visitor_live] {
+    for live in [&alice_live, &bob_live, &carol_live] {
         let _ = live.realtime().disconnect().await;
     }
+    session.close().await;
     Ok(())
 }
 
