@@ -102,18 +102,13 @@ impl DepartmentPatch {
     }
 }
 
-/// A department row with its embedded active agents' ids, as the list request returns it.
+/// A department row with its embedded active agents' ids, as the list request returns it (the
+/// ids are only counted).
 #[derive(Deserialize)]
 struct ListedDepartment {
     #[serde(flatten)]
     department: Department,
-    agents: Vec<IdOnly>,
-}
-
-#[derive(Deserialize)]
-struct IdOnly {
-    #[allow(dead_code)]
-    id: Uuid,
+    agents: Vec<serde::de::IgnoredAny>,
 }
 
 impl<'a> Departments<'a> {
