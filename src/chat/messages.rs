@@ -369,10 +369,7 @@ impl<'a> Messages<'a> {
     /// ```
     #[tracing::instrument(level = "debug", skip_all, fields(conversation_id = %new.conversation_id, sender_type = %new.sender_type), err(level = "debug"))]
     pub async fn send(&self, new: NewMessage) -> Result<Message> {
-        if matches!(
-            new.content_type,
-            ContentType::Image | ContentType::File | ContentType::Audio | ContentType::Video
-        ) {
+        if new.content_type.is_file() {
             return Err(Error::invalid_input(format!(
                 "a {} message needs a file: use send_file",
                 new.content_type
@@ -423,10 +420,7 @@ impl<'a> Messages<'a> {
     /// ```
     #[tracing::instrument(level = "debug", skip_all, fields(conversation_id = %new.conversation_id, content_type = %new.content_type), err(level = "debug"))]
     pub async fn send_file(&self, new: NewFileMessage) -> Result<Message> {
-        if !matches!(
-            new.content_type,
-            ContentType::Image | ContentType::File | ContentType::Audio | ContentType::Video
-        ) {
+        if !new.content_type.is_file() {
             return Err(Error::invalid_input(format!(
                 "a file message must be an image, file, audio or video, not {}",
                 new.content_type

@@ -105,6 +105,23 @@ check_enum! {
     MessageStatus { /** sending */ Sending = "sending", /** sent */ Sent = "sent", /** delivered */ Delivered = "delivered", /** read */ Read = "read", /** failed */ Failed = "failed" }
 }
 
+impl ContentType {
+    /// Image, file, audio and video messages carry a file (sent with
+    /// [`Messages::send_file`](super::messages::Messages::send_file)).
+    ///
+    /// ```
+    /// use livechat::chat::models::ContentType;
+    /// assert!(ContentType::Audio.is_file());
+    /// assert!(!ContentType::Note.is_file());
+    /// ```
+    pub fn is_file(&self) -> bool {
+        matches!(
+            self,
+            ContentType::Image | ContentType::File | ContentType::Audio | ContentType::Video
+        )
+    }
+}
+
 impl ConversationStatus {
     /// Pending, active and waiting conversations hold a slot of their agent
     /// (`current_chat_count`).
