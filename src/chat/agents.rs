@@ -43,7 +43,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::entity_views::{
-    at_least, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters,
+    at_least, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters, update_by_id,
     AgentPerformance, AgentWithDepartment,
 };
 use super::models::{Agent, AgentRole, AgentStatus};
@@ -215,13 +215,7 @@ impl<'a> Agents<'a> {
         if let Some(name) = &mut patch.display_name {
             *name = name.trim().to_string();
         }
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(&patch)
-            .single()
-            .await
+        update_by_id(self.chat.client(), TABLE, id, &patch).await
     }
 
     /// Sets the agent's status, and `last_active_at` to now (this machine's clock).
@@ -239,16 +233,11 @@ impl<'a> Agents<'a> {
             status: AgentStatus,
             last_active_at: DateTime<Utc>,
         }
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(&Change {
-                status,
-                last_active_at: Utc::now(),
-            })
-            .single()
-            .await
+        let change = Change {
+            status,
+            last_active_at: Utc::now(),
+        };
+        update_by_id(self.chat.client(), TABLE, id, &change).await
     }
 
     /// Soft-deletes an agent in one transaction (`mod_chat_delete_agent`): `is_active` false,

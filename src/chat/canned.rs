@@ -31,7 +31,10 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entity_views::{into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters};
+use super::entity_views::{
+    delete_by_id, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters,
+    update_by_id,
+};
 use super::models::CannedResponse;
 use super::Chat;
 use crate::rest::{Is, Nulls};
@@ -172,13 +175,7 @@ impl<'a> CannedResponses<'a> {
     #[tracing::instrument(name = "canned.update", level = "debug", skip(self))]
     pub async fn update(self, id: Uuid, patch: CannedResponsePatch) -> Result<CannedResponse> {
         patch.validate()?;
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(&patch)
-            .single()
-            .await
+        update_by_id(self.chat.client(), TABLE, id, &patch).await
     }
 
     /// Deletes a canned response for good. One that does not exist or is not visible is
@@ -191,15 +188,7 @@ impl<'a> CannedResponses<'a> {
     /// ```
     #[tracing::instrument(name = "canned.delete", level = "debug", skip(self))]
     pub async fn delete(self, id: Uuid) -> Result<()> {
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .delete()
-            .select("id")
-            .single::<serde::de::IgnoredAny>()
-            .await
-            .map(|_| ())
+        delete_by_id(self.chat.client(), TABLE, id).await
     }
 
     /// Adds one to `usage_count` atomically and sets `last_used_at` to now

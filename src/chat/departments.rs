@@ -33,7 +33,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::entity_views::{
-    at_least, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters,
+    at_least, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters, update_by_id,
     DepartmentWithAgentCount,
 };
 use super::models::Department;
@@ -190,13 +190,7 @@ impl<'a> Departments<'a> {
     #[tracing::instrument(name = "departments.update", level = "debug", skip(self))]
     pub async fn update(self, id: Uuid, patch: DepartmentPatch) -> Result<Department> {
         patch.validate()?;
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(&patch)
-            .single()
-            .await
+        update_by_id(self.chat.client(), TABLE, id, &patch).await
     }
 
     /// Deletes a department in one transaction, after moving its agents to the site's default

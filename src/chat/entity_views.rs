@@ -20,12 +20,13 @@
 //! # Ok(()) }
 //! ```
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::models::{Agent, AgentStatus, Department, Visitor, WidgetPosition};
-use crate::{Error, Result};
+use crate::{Client, Error, Result};
 
 /// An agent with its department (`mod_chat_agents` embedding `mod_chat_departments`), as
 /// [`Agents::list`](super::agents::Agents::list) and [`Agents::get`](super::agents::Agents::get)
@@ -212,6 +213,39 @@ macro_rules! patch_setters {
     };
 }
 pub(crate) use patch_setters;
+
+/// Updates the row of `table` whose `id` is `id` with `change` and returns it as it is
+/// afterwards. No visible row is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+pub(crate) async fn update_by_id<B, T>(
+    client: &Client,
+    table: &str,
+    id: Uuid,
+    change: &B,
+) -> Result<T>
+where
+    B: Serialize + ?Sized,
+    T: DeserializeOwned,
+{
+    client
+        .from(table)
+        .eq("id", id)
+        .update(change)
+        .single()
+        .await
+}
+
+/// Deletes the row of `table` whose `id` is `id`. No visible row is
+/// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) (nothing is deleted).
+pub(crate) async fn delete_by_id(client: &Client, table: &str, id: Uuid) -> Result<()> {
+    client
+        .from(table)
+        .eq("id", id)
+        .delete()
+        .select("id")
+        .single::<serde::de::IgnoredAny>()
+        .await
+        .map(|_| ())
+}
 
 /// Refuses an empty or all-whitespace text.
 pub(crate) fn non_blank(field: &str, value: &str) -> Result<()> {

@@ -27,7 +27,10 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entity_views::{into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters};
+use super::entity_views::{
+    delete_by_id, into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters,
+    update_by_id,
+};
 use super::models::KnowledgeBaseArticle;
 use super::Chat;
 use crate::rest::{Is, Nulls};
@@ -157,13 +160,7 @@ impl<'a> KnowledgeBase<'a> {
     #[tracing::instrument(name = "knowledge_base.update", level = "debug", skip(self))]
     pub async fn update(self, id: Uuid, patch: ArticlePatch) -> Result<KnowledgeBaseArticle> {
         patch.validate()?;
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(&patch)
-            .single()
-            .await
+        update_by_id(self.chat.client(), TABLE, id, &patch).await
     }
 
     /// Deletes an article for good. One that does not exist or is not visible is
@@ -176,15 +173,7 @@ impl<'a> KnowledgeBase<'a> {
     /// ```
     #[tracing::instrument(name = "knowledge_base.delete", level = "debug", skip(self))]
     pub async fn delete(self, id: Uuid) -> Result<()> {
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .delete()
-            .select("id")
-            .single::<serde::de::IgnoredAny>()
-            .await
-            .map(|_| ())
+        delete_by_id(self.chat.client(), TABLE, id).await
     }
 
     /// The site's active articles whose title or content contains `query`, ignoring case and

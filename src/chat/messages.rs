@@ -32,11 +32,14 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::conversations::{check_page, check_text_size};
+use super::entity_views::update_by_id;
 use super::models::{ContentType, Message, MessageStatus, SenderType};
 use super::views::{ListPage, MAX_PAGE_SIZE};
 use super::Chat;
 use crate::rest::Condition;
 use crate::{Error, ErrorKind, Result};
+
+const TABLE: &str = "mod_chat_messages";
 
 /// The content a soft-deleted message keeps.
 pub const DELETED_CONTENT: &str = "[Message deleted]";
@@ -487,7 +490,7 @@ impl<'a> Messages<'a> {
         struct Change {
             status: MessageStatus,
         }
-        self.update(id, &Change { status }).await
+        update_by_id(self.chat.client(), TABLE, id, &Change { status }).await
     }
 
     /// Soft-deletes a message (`deleteMessage`): its content becomes [`DELETED_CONTENT`] and its
@@ -519,17 +522,7 @@ impl<'a> Messages<'a> {
             file_size: None,
             file_mime_type: None,
         };
-        self.update(id, &change).await
-    }
-
-    async fn update<B: Serialize>(&self, id: Uuid, change: &B) -> Result<Message> {
-        self.chat
-            .client()
-            .from("mod_chat_messages")
-            .eq("id", id)
-            .update(change)
-            .single()
-            .await
+        update_by_id(self.chat.client(), TABLE, id, &change).await
     }
 }
 
@@ -566,7 +559,7 @@ impl<'a> ListMessages<'a> {
         let query = || {
             self.chat
                 .client()
-                .from("mod_chat_messages")
+                .from(TABLE)
                 .eq("conversation_id", self.conversation_id)
         };
         let result = query()
@@ -632,7 +625,7 @@ impl<'a> MessagesAfter<'a> {
             .to_rfc3339_opts(SecondsFormat::Micros, true);
         self.chat
             .client()
-            .from("mod_chat_messages")
+            .from(TABLE)
             .eq("conversation_id", self.conversation_id)
             .filter(Condition::or([
                 Condition::gt("created_at", &at),

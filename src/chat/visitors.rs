@@ -42,7 +42,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::entity_views::{
-    into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters, VisitorPage,
+    into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters, update_by_id,
+    VisitorPage,
 };
 use super::models::{Channel, Conversation, Visitor};
 use super::Chat;
@@ -352,7 +353,7 @@ impl<'a> Visitors<'a> {
     #[tracing::instrument(name = "visitors.update_info", level = "debug", skip(self))]
     pub async fn update_info(self, id: Uuid, patch: VisitorInfoPatch) -> Result<Visitor> {
         patch.validate()?;
-        self.update_row(id, &patch).await
+        update_by_id(self.chat.client(), TABLE, id, &patch).await
     }
 
     /// Records the page the visitor is on: `current_page_url`, `current_page_title` (cleared
@@ -374,15 +375,12 @@ impl<'a> Visitors<'a> {
             current_page_title: Option<&'s str>,
             last_seen_at: DateTime<Utc>,
         }
-        self.update_row(
-            id,
-            &Change {
-                current_page_url: url,
-                current_page_title: title,
-                last_seen_at: Utc::now(),
-            },
-        )
-        .await
+        let change = Change {
+            current_page_url: url,
+            current_page_title: title,
+            last_seen_at: Utc::now(),
+        };
+        update_by_id(self.chat.client(), TABLE, id, &change).await
     }
 
     /// Links the visitor to a CRM contact (`crm_contact_id`).
@@ -399,7 +397,8 @@ impl<'a> Visitors<'a> {
         struct Change {
             crm_contact_id: Uuid,
         }
-        self.update_row(id, &Change { crm_contact_id }).await
+        let change = Change { crm_contact_id };
+        update_by_id(self.chat.client(), TABLE, id, &change).await
     }
 
     /// The visitor's conversations, newest first (by `created_at`, then id). Empty when the
@@ -421,16 +420,6 @@ impl<'a> Visitors<'a> {
             .order_desc("created_at")
             .order_desc("id")
             .fetch()
-            .await
-    }
-
-    async fn update_row<B: Serialize>(self, id: Uuid, change: &B) -> Result<Visitor> {
-        self.chat
-            .client()
-            .from(TABLE)
-            .eq("id", id)
-            .update(change)
-            .single()
             .await
     }
 }
