@@ -383,7 +383,7 @@ async fn visitor_pages_are_ordered_by_last_seen_with_exact_totals_as_sql_counts_
                         &[&site, &size.to_string(), &offset.to_string()],
                     )
                     .await;
-                assert_eq!(got.visitors, want, "{who}: {site} page {page} of {size}");
+                assert_eq!(got.items, want, "{who}: {site} page {page} of {size}");
                 assert_eq!(got.total, u64::try_from(total).expect("a count"), "{who}");
                 assert_eq!((got.page, got.page_size), (page, size));
             }
@@ -394,9 +394,9 @@ async fn visitor_pages_are_ordered_by_last_seen_with_exact_totals_as_sql_counts_
             .await
             .expect("default page");
         assert_eq!((default.page, default.page_size, default.total), (1, 20, 4));
-        assert!(!default.has_more());
+        assert!(!default.has_next());
         // Seed: Noah was seen 3 minutes ago, Mia 6: Noah first.
-        assert_eq!(default.visitors[0].name.as_deref(), Some("Noah Banda"));
+        assert_eq!(default.items[0].name.as_deref(), Some("Noah Banda"));
     }
 }
 
@@ -691,7 +691,7 @@ async fn dave_gets_nothing_of_agency_a_from_any_widget_or_visitor_action() {
     assert!(hours.open);
 
     let page = dave.visitors().list(site).await.expect("list");
-    assert_eq!((page.visitors.len(), page.total), (0, 0));
+    assert_eq!((page.items.len(), page.total), (0, 0));
     assert_eq!(dave.visitors().get(mia).await.expect("get"), None);
     let e = dave
         .visitors()

@@ -71,7 +71,6 @@ use livechat::chat::agents::AgentPatch;
 use livechat::chat::canned::CannedResponsePatch;
 use livechat::chat::conversations::{NewConversation, Reader};
 use livechat::chat::departments::DepartmentPatch;
-use livechat::chat::entity_views::VisitorPage;
 use livechat::chat::knowledge_base::ArticlePatch;
 use livechat::chat::messages::{Cursor, NewFileMessage, NewMessage};
 use livechat::chat::models::{
@@ -490,12 +489,6 @@ impl<T> Nothing for Option<T> {
 impl<T> Nothing for ListPage<T> {
     fn is_nothing(&self) -> bool {
         self.items.is_empty() && self.total == 0
-    }
-}
-
-impl Nothing for VisitorPage {
-    fn is_nothing(&self) -> bool {
-        self.visitors.is_empty() && self.total == 0
     }
 }
 

@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 use super::models::{Channel, Conversation, ConversationStatus, Priority};
 use super::views::{
-    ConversationDetail, ConversationListItem, ConversationStats, ListPage, MAX_PAGE_SIZE,
+    check_page, ConversationDetail, ConversationListItem, ConversationStats, ListPage,
 };
 use super::Chat;
 use crate::{Error, Result};
@@ -625,7 +625,7 @@ impl<'a> ListConversations<'a> {
         self
     }
 
-    /// Rows per page, 1 to [`MAX_PAGE_SIZE`] (default 20).
+    /// Rows per page, 1 to [`MAX_PAGE_SIZE`](super::views::MAX_PAGE_SIZE) (default 20).
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size;
         self
@@ -635,7 +635,8 @@ impl<'a> ListConversations<'a> {
     /// total).
     ///
     /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), before any
-    /// request, for page 0, a page size of 0 or above [`MAX_PAGE_SIZE`], a search text above
+    /// request, for page 0, a page size of 0 or above
+    /// [`MAX_PAGE_SIZE`](super::views::MAX_PAGE_SIZE), a search text above
     /// [`MAX_TEXT_BYTES`], or `created_from` after `created_to`.
     #[tracing::instrument(level = "debug", skip_all, fields(site_id = %self.site_id, page = self.page), err(level = "debug"))]
     pub async fn send(self) -> Result<ListPage<ConversationListItem>> {
@@ -775,19 +776,6 @@ pub(super) fn conversation_not_found(id: Uuid) -> Error {
     )
 }
 
-/// Checks page and page size and returns the offset of the page's first row.
-pub(super) fn check_page(page: u32, page_size: u32) -> Result<u64> {
-    if page < 1 {
-        return Err(Error::invalid_input("page must be 1 or more"));
-    }
-    if page_size == 0 || page_size > MAX_PAGE_SIZE {
-        return Err(Error::invalid_input(format!(
-            "page size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
-        )));
-    }
-    Ok(u64::from(page - 1) * u64::from(page_size))
-}
-
 /// Refuses a text above [`MAX_TEXT_BYTES`].
 pub(super) fn check_text_size(what: &str, text: &str) -> Result<()> {
     if text.len() > MAX_TEXT_BYTES {
@@ -823,28 +811,6 @@ fn check_tags(tags: &[String]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-
-    #[test]
-    fn pages_are_checked() {
-        assert_eq!(check_page(1, 20).unwrap(), 0);
-        assert_eq!(check_page(3, 20).unwrap(), 40);
-        assert_eq!(
-            check_page(0, 20).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            check_page(1, 0).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            check_page(1, 1001).unwrap_err().kind(),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            check_page(u32::MAX, 1000).unwrap(),
-            (u64::from(u32::MAX) - 1) * 1000
-        );
-    }
 
     #[test]
     fn tags_are_checked() {

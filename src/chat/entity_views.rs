@@ -1,6 +1,6 @@
-//! Composite views returned by the agent, department, widget and visitor actions: rows with
-//! their related rows, figures computed by the SQL functions of the migrations, the public
-//! widget settings and pages of visitors.
+//! Composite views returned by the agent, department and widget actions: rows with their
+//! related rows, figures computed by the SQL functions of the migrations and the public widget
+//! settings (pages of visitors are [`ListPage`](super::views::ListPage)s).
 //!
 //! Every type decodes strictly (a missing required field or a value outside a CHECK list is an
 //! error, never a silent default); extra keys the server may add later are ignored, which for
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::models::{Agent, AgentStatus, Department, Visitor, WidgetPosition};
+use super::models::{Agent, AgentStatus, Department, WidgetPosition};
 use crate::{Client, Error, Result};
 
 /// An agent with its department (`mod_chat_agents` embedding `mod_chat_departments`), as
@@ -133,28 +133,6 @@ pub struct PublicWidgetSettings {
     pub allowed_domains: Option<Vec<String>>,
     pub max_file_size_mb: Option<i32>,
     pub allowed_file_types: Option<Vec<String>>,
-}
-
-/// One page of a site's visitors, most recently seen first, with the exact total
-/// ([`Visitors::list`](super::visitors::Visitors::list)).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct VisitorPage {
-    /// The visitors of this page.
-    pub visitors: Vec<Visitor>,
-    /// Every visitor of the site visible to the caller.
-    pub total: u64,
-    /// The page number (1-based).
-    pub page: u32,
-    /// The page size asked for.
-    pub page_size: u32,
-}
-
-impl VisitorPage {
-    /// Whether pages after this one hold visitors.
-    pub fn has_more(&self) -> bool {
-        u64::from(self.page) * u64::from(self.page_size) < self.total
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

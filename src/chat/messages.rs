@@ -4,8 +4,8 @@
 //! Sending goes through the SQL function `mod_chat_send_message` (one transaction: the message,
 //! the conversation's first response time and, for a visible agent message, pending becoming
 //! active; the counters of the conversation follow from the database's triggers). Values
-//! refused by this library fail with [`ErrorKind::InvalidInput`]
-//! before any request is sent.
+//! refused by this library fail with
+//! [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any request is sent.
 //!
 //! ```no_run
 //! use livechat::chat::messages::{Cursor, NewMessage};
@@ -31,13 +31,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::conversations::{check_page, check_text_size};
+use super::conversations::check_text_size;
 use super::entity_views::update_by_id;
 use super::models::{ContentType, Message, MessageStatus, SenderType};
-use super::views::{ListPage, MAX_PAGE_SIZE};
+use super::views::{fetch_list_page, ListPage, MAX_PAGE_SIZE};
 use super::Chat;
 use crate::rest::Condition;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 const TABLE: &str = "mod_chat_messages";
 
@@ -278,7 +278,7 @@ impl Cursor {
 ///
 /// With a user's access token only messages of the user's agencies' sites are visible: another
 /// agency's conversation reads as empty, and writes to its messages fail with
-/// [`ErrorKind::NotFound`].
+/// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
 #[derive(Debug, Clone, Copy)]
 pub struct Messages<'a> {
     pub(crate) chat: &'a Chat,
@@ -354,7 +354,7 @@ impl<'a> Messages<'a> {
     /// `first_response_time_seconds`; a visible agent message makes a pending conversation
     /// active.
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] before any
+    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any
     /// request for blank text or note content, content above
     /// [`MAX_TEXT_BYTES`](super::conversations::MAX_TEXT_BYTES), or a file content type (use
     /// [`send_file`](Messages::send_file)); with
@@ -408,7 +408,7 @@ impl<'a> Messages<'a> {
 
     /// Sends a file message through `mod_chat_send_message` (`sendFileMessage`).
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] before any
+    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any
     /// request for a content type other than image, file, audio or video, a URL that is not
     /// `http(s)`, a blank file name or MIME type, or a size above `i32::MAX`.
     ///
@@ -475,7 +475,7 @@ impl<'a> Messages<'a> {
 
     /// Sets a message's status (`updateMessageStatus`).
     ///
-    /// Fails with [`ErrorKind::NotFound`] when the message does not
+    /// Fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the message does not
     /// exist or is not visible.
     ///
     /// ```no_run
@@ -496,7 +496,7 @@ impl<'a> Messages<'a> {
     /// Soft-deletes a message (`deleteMessage`): its content becomes [`DELETED_CONTENT`] and its
     /// file fields are cleared; the row stays, so the conversation's history keeps its shape.
     ///
-    /// Fails with [`ErrorKind::NotFound`] when the message does not
+    /// Fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the message does not
     /// exist or is not visible.
     ///
     /// ```no_run
@@ -551,41 +551,22 @@ impl<'a> ListMessages<'a> {
 
     /// Sends the request: one request (two when the page is past the last one, to count).
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] before any
+    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any
     /// request for page 0 or a page size of 0 or above [`MAX_PAGE_SIZE`].
     #[tracing::instrument(level = "debug", skip_all, fields(conversation_id = %self.conversation_id, page = self.page), err(level = "debug"))]
     pub async fn send(self) -> Result<ListPage<Message>> {
-        let offset = check_page(self.page, self.page_size)?;
-        let query = || {
-            self.chat
-                .client()
-                .from(TABLE)
-                .eq("conversation_id", self.conversation_id)
-        };
-        let result = query()
-            .order_asc("created_at")
-            .order_asc("id")
-            .offset(offset)
-            .limit(u64::from(self.page_size))
-            .fetch_page::<Message>()
-            .await;
-        match result {
-            Ok(page) => {
-                let total = page.total.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Decode,
-                        "the response has no total in its Content-Range header",
-                    )
-                })?;
-                Ok(ListPage::new(page.rows, total, self.page, self.page_size))
-            }
-            // PostgREST answers an offset past the total with 416: count instead.
-            Err(e) if e.status() == Some(416) => {
-                let total = query().count_rows().await?;
-                Ok(ListPage::empty(self.page, self.page_size, total))
-            }
-            Err(e) => Err(e),
-        }
+        fetch_list_page(
+            || {
+                self.chat
+                    .client()
+                    .from(TABLE)
+                    .eq("conversation_id", self.conversation_id)
+            },
+            |q| q.order_asc("created_at").order_asc("id"),
+            self.page,
+            self.page_size,
+        )
+        .await
     }
 }
 
@@ -609,7 +590,7 @@ impl<'a> MessagesAfter<'a> {
     /// Sends the request (one request): the messages strictly after the cursor, in
     /// `(created_at, id)` order.
     ///
-    /// Fails with [`ErrorKind::InvalidInput`] before any
+    /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any
     /// request for a limit of 0 or above [`MAX_PAGE_SIZE`].
     #[tracing::instrument(level = "debug", skip_all, fields(conversation_id = %self.conversation_id, after = %self.cursor.created_at), err(level = "debug"))]
     pub async fn send(self) -> Result<Vec<Message>> {

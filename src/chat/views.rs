@@ -1,6 +1,6 @@
 //! Composite results of the conversation and message actions: list items with their joined
 //! names, a conversation with its visitor, agent and department, the dashboard statistics, and
-//! pages with their exact total.
+//! pages with their exact total (of conversations, messages and visitors).
 //!
 //! ```no_run
 //! use livechat::chat::models::ConversationStatus;
@@ -22,9 +22,12 @@
 //! ```
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::models::{Agent, Conversation, Department, Visitor};
+use crate::rest::Query;
+use crate::{Error, ErrorKind, Result};
 
 /// The largest page size the list actions accept.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -81,6 +84,52 @@ impl<T> ListPage<T> {
     /// Whether a later page holds rows.
     pub fn has_next(&self) -> bool {
         u64::from(self.page) < self.total_pages()
+    }
+}
+
+/// Checks page and page size and returns the offset of the page's first row.
+pub(crate) fn check_page(page: u32, page_size: u32) -> Result<u64> {
+    if page < 1 {
+        return Err(Error::invalid_input("page must be 1 or more"));
+    }
+    if page_size == 0 || page_size > MAX_PAGE_SIZE {
+        return Err(Error::invalid_input(format!(
+            "page size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
+        )));
+    }
+    Ok(u64::from(page - 1) * u64::from(page_size))
+}
+
+/// Checks the paging, then fetches page `page` of `page_size` rows of the read `base` builds,
+/// ordered by `order`, with the exact total. A page past the last one is empty, with the total:
+/// PostgREST answers it with 416 (`PGRST103`), and the rows of `base` are counted instead.
+pub(crate) async fn fetch_list_page<T: DeserializeOwned>(
+    base: impl Fn() -> Query,
+    order: impl FnOnce(Query) -> Query,
+    page: u32,
+    page_size: u32,
+) -> Result<ListPage<T>> {
+    let offset = check_page(page, page_size)?;
+    let result = order(base())
+        .offset(offset)
+        .limit(u64::from(page_size))
+        .fetch_page::<T>()
+        .await;
+    match result {
+        Ok(rows) => {
+            let total = rows.total.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Decode,
+                    "the response has no total in its Content-Range header",
+                )
+            })?;
+            Ok(ListPage::new(rows.rows, total, page, page_size))
+        }
+        Err(e) if e.status() == Some(416) || e.code() == Some("PGRST103") => {
+            let total = base().count_rows().await?;
+            Ok(ListPage::empty(page, page_size, total))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -155,6 +204,28 @@ pub struct ConversationStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_checked() {
+        assert_eq!(check_page(1, 20).unwrap(), 0);
+        assert_eq!(check_page(3, 20).unwrap(), 40);
+        assert_eq!(
+            check_page(0, 20).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_page(1, 0).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_page(1, 1001).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_page(u32::MAX, 1000).unwrap(),
+            (u64::from(u32::MAX) - 1) * 1000
+        );
+    }
 
     #[test]
     fn page_arithmetic() {

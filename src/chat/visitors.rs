@@ -30,7 +30,7 @@
 //!     .update_info(visitor.id, VisitorInfoPatch::default().tags(["vip"]))
 //!     .await?;
 //! let page = chat.visitors().list(site).page(1).page_size(50).await?;
-//! println!("{} of {}", page.visitors.len(), page.total);
+//! println!("{} of {}", page.items.len(), page.total);
 //! # Ok(()) }
 //! ```
 
@@ -43,17 +43,17 @@ use uuid::Uuid;
 
 use super::entity_views::{
     into_future, non_blank, non_blank_opt, not_empty_patch, patch_setters, update_by_id,
-    VisitorPage,
 };
 use super::models::{Channel, Conversation, Visitor};
+use super::views::{fetch_list_page, ListPage};
 use super::Chat;
 use crate::rest::Nulls;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 const TABLE: &str = "mod_chat_visitors";
 
-/// The largest page [`Visitors::list`] accepts.
-pub const MAX_PAGE_SIZE: u32 = 1000;
+/// The largest page [`Visitors::list`] accepts (the one of every list action).
+pub use super::views::MAX_PAGE_SIZE;
 
 /// The visitors actions; get it from [`Chat::visitors`].
 #[derive(Debug, Clone, Copy)]
@@ -341,8 +341,8 @@ impl<'a> Visitors<'a> {
 
     /// Changes the contact fields set in `patch` (name, e-mail, phone, tags, notes,
     /// custom data) and returns the updated visitor. A visitor that does not exist or is not
-    /// visible is [`ErrorKind::NotFound`]; an empty patch, a blank name or non-object custom
-    /// data is refused before any request.
+    /// visible is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound); an empty patch, a blank
+    /// name or non-object custom data is refused before any request.
     ///
     /// ```no_run
     /// # async fn demo(chat: livechat::chat::Chat, id: uuid::Uuid) -> livechat::Result<()> {
@@ -451,52 +451,18 @@ impl<'a> ListVisitors<'a> {
     /// Validates the paging, then fetches the page and the total. A page past the end is empty
     /// (with the total).
     #[tracing::instrument(name = "visitors.list", level = "debug", skip(self), fields(site_id = %self.site_id, page = self.page, page_size = self.page_size))]
-    pub async fn send(self) -> Result<VisitorPage> {
-        if self.page < 1 {
-            return Err(Error::invalid_input("page must be at least 1"));
-        }
-        if self.page_size < 1 || self.page_size > MAX_PAGE_SIZE {
-            return Err(Error::invalid_input(format!(
-                "page_size must be between 1 and {MAX_PAGE_SIZE}, got {}",
-                self.page_size
-            )));
-        }
-        let offset = u64::from(self.page - 1) * u64::from(self.page_size);
-        let client = self.chat.client();
-        let result = client
-            .from(TABLE)
-            .eq("site_id", self.site_id)
-            .order_by("last_seen_at", false, Nulls::Last)
-            .order_asc("id")
-            .offset(offset)
-            .limit(u64::from(self.page_size))
-            .fetch_page::<Visitor>()
-            .await;
-        let (visitors, total) = match result {
-            Ok(page) => {
-                let total = page.total.ok_or_else(|| {
-                    Error::new(ErrorKind::Decode, "the visitor page came without a total")
-                })?;
-                (page.rows, total)
-            }
-            // An offset past the total: PostgREST answers 416 (PGRST103). Count instead.
-            Err(e) if e.code() == Some("PGRST103") => {
-                let total = client
-                    .from(TABLE)
-                    .eq("site_id", self.site_id)
-                    .count_rows()
-                    .await?;
-                (Vec::new(), total)
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(VisitorPage {
-            visitors,
-            total,
-            page: self.page,
-            page_size: self.page_size,
-        })
+    pub async fn send(self) -> Result<ListPage<Visitor>> {
+        fetch_list_page(
+            || self.chat.client().from(TABLE).eq("site_id", self.site_id),
+            |q| {
+                q.order_by("last_seen_at", false, Nulls::Last)
+                    .order_asc("id")
+            },
+            self.page,
+            self.page_size,
+        )
+        .await
     }
 }
 
-into_future!(ListVisitors, VisitorPage);
+into_future!(ListVisitors, ListPage<Visitor>);
