@@ -549,7 +549,7 @@ impl<'a> ListMessages<'a> {
         self
     }
 
-    /// Sends the request: one request (two when the page is past the last one, to count).
+    /// Sends the request: one request (a page past the last one is empty, with the total).
     ///
     /// Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) before any
     /// request for page 0 or a page size of 0 or above [`MAX_PAGE_SIZE`].

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::models::{Agent, Conversation, Department, Visitor};
-use crate::rest::Query;
+use crate::rest::{total_past_the_end, Query};
 use crate::{Error, ErrorKind, Result};
 
 /// The largest page size the list actions accept.
@@ -101,8 +101,9 @@ pub(crate) fn check_page(page: u32, page_size: u32) -> Result<u64> {
 }
 
 /// Checks the paging, then fetches page `page` of `page_size` rows of the read `base` builds,
-/// ordered by `order`, with the exact total. A page past the last one is empty, with the total:
-/// PostgREST answers it with 416 (`PGRST103`), and the rows of `base` are counted instead.
+/// ordered by `order`, with the exact total, in one request. A page past the last one is empty,
+/// with the total: PostgREST answers it with 416 (`PGRST103`) and the total in the details; only
+/// if they do not say it are the rows of `base` counted with a second request.
 pub(crate) async fn fetch_list_page<T: DeserializeOwned>(
     base: impl Fn() -> Query,
     order: impl FnOnce(Query) -> Query,
@@ -126,7 +127,10 @@ pub(crate) async fn fetch_list_page<T: DeserializeOwned>(
             Ok(ListPage::new(rows.rows, total, page, page_size))
         }
         Err(e) if e.status() == Some(416) || e.code() == Some("PGRST103") => {
-            let total = base().count_rows().await?;
+            let total = match total_past_the_end(&e) {
+                Some(total) => total,
+                None => base().count_rows().await?,
+            };
             Ok(ListPage::empty(page, page_size, total))
         }
         Err(e) => Err(e),

@@ -788,7 +788,7 @@ impl Query {
     /// returns the rows with the total.
     ///
     /// PostgREST answers an offset beyond the total with HTTP 416 (`PGRST103`,
-    /// [`ErrorKind::InvalidInput`]).
+    /// [`ErrorKind::InvalidInput`]; its details say how many rows there are).
     ///
     /// ```no_run
     /// # async fn demo(client: livechat::Client) -> livechat::Result<()> {
@@ -1067,9 +1067,67 @@ impl Query {
     }
 }
 
+/// For a counted read whose offset is past the last row (HTTP 416, `PGRST103`): the number of
+/// rows PostgREST reports in the details, `"An offset of N was requested, but there are only M
+/// rows."` (the first integer after "only", as [`Error::row_count`] reads `PGRST116`).
+/// `None` for any other error, or details in another form.
+pub(crate) fn total_past_the_end(e: &Error) -> Option<u64> {
+    let p = e.postgrest()?;
+    if p.code.as_deref() != Some("PGRST103") {
+        return None;
+    }
+    let details = p.details_text()?;
+    let (_, after) = details.split_once(" only ")?;
+    let start = after.find(|c: char| c.is_ascii_digit())?;
+    let digits: String = after[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn error(status: u16, body: &str) -> Error {
+        let status = reqwest::StatusCode::from_u16(status).expect("a status");
+        Error::from_response(status, body.as_bytes(), None, true)
+    }
+
+    #[test]
+    fn the_total_of_a_page_past_the_end_is_read_from_the_details() {
+        let past = |details: &str| {
+            error(
+                416,
+                &serde_json::json!({
+                    "code": "PGRST103",
+                    "message": "Requested range not satisfiable",
+                    "details": details,
+                    "hint": null
+                })
+                .to_string(),
+            )
+        };
+        let e = past("An offset of 10 was requested, but there are only 5 rows.");
+        assert_eq!(total_past_the_end(&e), Some(5));
+        let e = past("An offset of 1000 was requested, but there are only 0 rows.");
+        assert_eq!(total_past_the_end(&e), Some(0));
+        // Other PGRST103 details carry no total.
+        let e = past("Limit should be greater than or equal to zero.");
+        assert_eq!(total_past_the_end(&e), None);
+        let e = past(
+            "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+        );
+        assert_eq!(total_past_the_end(&e), None);
+        // Nor do other codes, or a 416 without a PostgREST body.
+        let e = error(
+            406,
+            r#"{"code":"PGRST116","message":"m","details":"The result contains 5 rows","hint":null}"#,
+        );
+        assert_eq!(total_past_the_end(&e), None);
+        assert_eq!(total_past_the_end(&error(416, "")), None);
+    }
 
     #[test]
     fn content_range_forms() {
